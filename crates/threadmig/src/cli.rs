@@ -1,0 +1,141 @@
+//! Every flag of `threadmig`, defined once. Help text and usage errors come from here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "threadmig",
+    version,
+    about = "Migrate Ekairos apps from the @ekairos/story model to @ekairos/thread in InstantDB: \
+             plan first, gate every mutation, prove the result.",
+    after_help = "Exit codes: 0 ok, 1 findings or blocked, 2 usage or runtime error."
+)]
+pub struct Cli {
+    /// Print a machine-readable JSON summary on stdout instead of human output.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load, convert and diff InstantDB schemas (instant.schema.ts or JSON).
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Preflight scan of an application repository: @ekairos/story and @ekairos/thread use,
+    /// reactor configuration, surfaces and readiness flags (exit 1 when not ready).
+    Scan(ScanArgs),
+    /// Story -> thread model plan: legacy vs thread namespaces and APIs in code and in
+    /// instant.schema.ts, with the counters the hot-deploy gates read (exit 1 when not ready).
+    ModelPlan(ModelPlanArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Print a schema in the DSL serialisation shape (what `JSON.stringify(i.schema(...))` gives).
+    Show(SchemaShowArgs),
+    /// Plan the steps that turn the current schema into the desired one, as the server plans them.
+    Diff(SchemaDiffArgs),
+    /// Generate the phase-1 (transitional) schema for a two-phase duplicate-link resolution.
+    Phase1(SchemaPhase1Args),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaShowArgs {
+    /// Schema file: instant.schema.ts (.ts/.mts/.tsx) or JSON (DSL, `{schema: ...}`, or server
+    /// `{refs, blobs}`), or a built-in schema: builtin:thread-v1, builtin:legacy-story,
+    /// builtin:migration-domain.
+    #[arg(value_name = "SCHEMA")]
+    pub file: String,
+    /// Indent the JSON output.
+    #[arg(long)]
+    pub pretty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaDiffArgs {
+    /// The schema the app has now (any supported format or builtin:<name>; a schema pull gives
+    /// the server form, with the app's real attribute ids).
+    #[arg(value_name = "CURRENT")]
+    pub current: String,
+    /// The schema to push (any supported format or builtin:<name>).
+    #[arg(value_name = "DESIRED")]
+    pub desired: String,
+    /// Plan as with `check_types: false`: no data-type steps, no types on new attributes.
+    #[arg(long)]
+    pub no_check_types: bool,
+    /// Plan as with `supports_background_updates: false`: flag changes become one `update-attr`.
+    #[arg(long)]
+    pub no_background_updates: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaPhase1Args {
+    /// The full target schema to derive the transitional schema from.
+    #[arg(long = "schema-file", value_name = "SCHEMA")]
+    pub schema_file: String,
+    /// Diagnostics report (`schema-plan-diagnostics.json`) whose successful sanitised plans name links to remove.
+    #[arg(long)]
+    pub diagnostics: Option<PathBuf>,
+    /// Extra link names to remove, separated by `,` or `;`.
+    #[arg(long = "remove-links")]
+    pub remove_links: Option<String>,
+    /// Where to write the transitional schema JSON.
+    #[arg(long, default_value = "artifacts/reports/schema-phase1.json")]
+    pub out: PathBuf,
+    /// Where to write the Markdown rationale.
+    #[arg(long = "out-md", default_value = "artifacts/reports/schema-phase1.md")]
+    pub out_md: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The application repository to scan (its `src/` when it has one).
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "artifacts/preflight/scan.json")]
+    pub out: PathBuf,
+    /// Where to write the Markdown summary.
+    #[arg(long = "out-md", default_value = "artifacts/preflight/scan.md")]
+    pub out_md: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelPlanArgs {
+    /// The application repository to scan (its `src/` when it has one, plus a root-level
+    /// instant.schema.ts).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Where to write the JSON plan.
+    #[arg(
+        long,
+        visible_alias = "out-json",
+        default_value = "artifacts/reports/story-thread-model-plan.json"
+    )]
+    pub out: PathBuf,
+    /// Where to write the Markdown plan.
+    #[arg(
+        long = "out-md",
+        default_value = "artifacts/reports/story-thread-model-plan.md"
+    )]
+    pub out_md: PathBuf,
+}
+
+pub fn parse() -> Result<Cli, clap::Error> {
+    Cli::try_parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,17 @@
+//! One module per command: each takes its parsed arguments and returns an [`Outcome`].
+
+mod model_plan;
+mod scan;
+mod schema;
+
+use crate::cli::{Cli, Command};
+use crate::Outcome;
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
+    let json = cli.json;
+    match cli.command {
+        Command::Schema(command) => schema::run(command, json),
+        Command::Scan(args) => scan::run(args, json),
+        Command::ModelPlan(args) => model_plan::run(args, json),
+    }
+}
