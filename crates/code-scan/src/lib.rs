@@ -8,9 +8,9 @@
 //! that do not parse are listed and scanned as text instead, never skipped.
 //!
 //! Two reports are derived from one [`RepoScan`]:
-//! * [`PreflightReport`]: surfaces (endpoint routes, agent surfaces, target agent endpoints)
+//! * [`PreflightReport`], surfaces (endpoint routes, agent surfaces, target agent endpoints)
 //!   and readiness flags, the `artifacts/preflight/scan.json` contract;
-//! * [`ModelPlan`]: legacy vs thread model and API use, the entity mapping and the summary
+//! * [`ModelPlan`], legacy vs thread model and API use, the entity mapping and the summary
 //!   counters the hot-deploy gates read, the `story-thread-model-plan.json` contract.
 //!
 //! The crate reads repository files and nothing else: no network, no writes, no clock (the

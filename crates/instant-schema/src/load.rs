@@ -83,7 +83,7 @@ impl LoadedSchema {
 /// Why a schema file could not be loaded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         path: PathBuf,
         #[source]

@@ -186,9 +186,30 @@ mod tests {
     fn gate_from_counts() {
         let cases = [
             (SeverityCounts::default(), Gate::Safe),
-            (SeverityCounts { safe: 3, review: 2, ..Default::default() }, Gate::Safe),
-            (SeverityCounts { warning: 1, safe: 3, ..Default::default() }, Gate::Review),
-            (SeverityCounts { critical: 1, warning: 1, ..Default::default() }, Gate::Blocked),
+            (
+                SeverityCounts {
+                    safe: 3,
+                    review: 2,
+                    ..Default::default()
+                },
+                Gate::Safe,
+            ),
+            (
+                SeverityCounts {
+                    warning: 1,
+                    safe: 3,
+                    ..Default::default()
+                },
+                Gate::Review,
+            ),
+            (
+                SeverityCounts {
+                    critical: 1,
+                    warning: 1,
+                    ..Default::default()
+                },
+                Gate::Blocked,
+            ),
         ];
         for (counts, gate) in cases {
             assert_eq!(Gate::from_counts(&counts), gate, "{counts:?}");
@@ -198,12 +219,15 @@ mod tests {
 
     #[test]
     fn serde_is_lowercase() {
-        let counts: SeverityCounts = [Severity::Critical, Severity::Safe, Severity::Safe].into_iter().collect();
-        expect![[r#"{"critical":1,"warning":0,"review":0,"safe":2} "blocked" "review""#]].assert_eq(&format!(
-            "{} {} {}",
-            serde_json::to_string(&counts).unwrap(),
-            serde_json::to_string(&Gate::from_counts(&counts)).unwrap(),
-            serde_json::to_string(&Severity::Review).unwrap()
-        ));
+        let counts: SeverityCounts = [Severity::Critical, Severity::Safe, Severity::Safe]
+            .into_iter()
+            .collect();
+        expect![[r#"{"critical":1,"warning":0,"review":0,"safe":2} "blocked" "review""#]]
+            .assert_eq(&format!(
+                "{} {} {}",
+                serde_json::to_string(&counts).unwrap(),
+                serde_json::to_string(&Gate::from_counts(&counts)).unwrap(),
+                serde_json::to_string(&Severity::Review).unwrap()
+            ));
     }
 }

@@ -91,6 +91,14 @@ export const r = o.reactorCount + x + y + z;
             "src/lib/latin1.ts",
             b"// caf\xe9\nimport \"@ekairos/thread\";\n",
         )
+        .file(
+            "src/lib/bom.d.ts",
+            "\u{feff}declare module \"x\" { export type V = import(\"@ekairos/story\").StoryValue; }\n",
+        )
+        .file(
+            "src/lib/Upper.TSX",
+            "export const A = () => <div reactor={createThread()} />;\n",
+        )
         .file("src/lib/generated/story.ts", "import \"@ekairos/story\";\n")
         .file("src/lib/secret.local.ts", "import \"@ekairos/story\";\n")
         .file(
@@ -109,11 +117,14 @@ export const r = o.reactorCount + x + y + z;
 #[test]
 fn tricky_findings() {
     expect![[r#"
+        src/lib/Upper.TSX:1:38 threadApi createThread | call of createThread
         src/lib/aliased.ts:1:1 storyImport @ekairos/story import | import of '@ekairos/story'
         src/lib/aliased.ts:2:1 storyImport @ekairos/story import | import of '@ekairos/story/server'
         src/lib/aliased.ts:4:22 storyApi StoryValue | type use of StoryValue (as SV) from '@ekairos/story'
         src/lib/aliased.ts:5:9 storyApi other @ekairos/story API | call of Story.run from '@ekairos/story/server'
         src/lib/aliased.ts:6:10 storyApi useStory | call of useStory (as useLegacy) from '@ekairos/story'
+        src/lib/bom.d.ts:1:39 storyImport @ekairos/story import | type-level import() of '@ekairos/story'
+        src/lib/bom.d.ts:1:39 storyApi StoryValue | type use of StoryValue from '@ekairos/story'
         src/lib/broken.ts PROBLEM {"kind":"parseError","line":2,"column":14,"message":"Unexpected token"}
         src/lib/broken.ts:1:30 storyImport @ekairos/story import | mentions ekairos/story (text fallback: file does not parse) [text]
         src/lib/dynamic.ts:2:21 storyImport @ekairos/story import | dynamic import() of '@ekairos/story'

@@ -27,15 +27,19 @@ fn ident_name(identity: &Identity) -> IdentName {
 pub fn desired_server_schema(desired: &Schema) -> ServerSchema {
     let mut filtered = desired.clone();
     for (etype, entity) in filtered.entities.iter_mut() {
-        entity
-            .attrs
-            .retain(|label, _| !is_reserved_ident_name(etype, label) && !is_hidden_system_blob(etype, label));
+        entity.attrs.retain(|label, _| {
+            !is_reserved_ident_name(etype, label) && !is_hidden_system_blob(etype, label)
+        });
     }
     filtered.links.retain(|_, link| !is_system_link(link));
     let mut server = filtered.to_server();
     server.blobs.retain(|_, attrs| !attrs.is_empty());
     for (etype, attrs) in server.blobs.iter_mut() {
-        let catalog = if etype.starts_with('$') { "system" } else { "user" };
+        let catalog = if etype.starts_with('$') {
+            "system"
+        } else {
+            "user"
+        };
         for attr in attrs.values_mut() {
             attr.catalog = Some(catalog.to_string());
         }
@@ -50,7 +54,11 @@ pub fn desired_server_schema(desired: &Schema) -> ServerSchema {
 ///
 /// `current` is the pulled schema (`{refs, blobs}`); its attributes are also what collisions
 /// are checked against, so a hidden system attribute the pull does not show cannot collide here.
-pub fn plan(current: &ServerSchema, desired: &Schema, options: PlanOptions) -> Result<Plan, PlanErrors> {
+pub fn plan(
+    current: &ServerSchema,
+    desired: &Schema,
+    options: PlanOptions,
+) -> Result<Plan, PlanErrors> {
     plan_with_server_schema(current, desired_server_schema(desired), options)
 }
 
@@ -77,13 +85,20 @@ fn identity_json(id: &str, etype: &str, label: &str) -> Value {
 }
 
 fn job(attr: &ServerAttr) -> JobPayload {
-    JobPayload::new(attr.id.clone().unwrap_or_default(), attr.forward_identity.clone())
+    JobPayload::new(
+        attr.id.clone().unwrap_or_default(),
+        attr.forward_identity.clone(),
+    )
 }
 
 fn opt_str(value: &Option<String>) -> Value {
     value.as_deref().map_or(Value::Null, Value::from)
 }
 
+/// The server's `schemas->ops`. Payload keys are exactly the server's; their order follows the
+/// server source (for the ten-key ref payloads the server's own order is hash order, which no
+/// client relies on). Steps follow the desired schema's order, where the server follows map
+/// iteration order.
 fn schema_ops(current: &ServerSchema, new: &ServerSchema, options: PlanOptions) -> Vec<PlanStep> {
     let background = options.supports_background_updates;
     let mut steps = Vec::new();
@@ -95,7 +110,10 @@ fn schema_ops(current: &ServerSchema, new: &ServerSchema, options: PlanOptions) 
                 ("value-type", "blob".into()),
                 ("cardinality", "one".into()),
                 ("id", new_attr_id(etype, "id").into()),
-                ("forward-identity", identity_json(&new_ident_id(etype, "id"), etype, "id")),
+                (
+                    "forward-identity",
+                    identity_json(&new_ident_id(etype, "id"), etype, "id"),
+                ),
                 ("unique?", true.into()),
                 ("index?", false.into()),
             ]))));
@@ -113,7 +131,10 @@ fn schema_ops(current: &ServerSchema, new: &ServerSchema, options: PlanOptions) 
                     ("value-type", "blob".into()),
                     ("cardinality", "one".into()),
                     ("id", new_attr_id(etype, label).into()),
-                    ("forward-identity", identity_json(&new_ident_id(etype, label), etype, label)),
+                    (
+                        "forward-identity",
+                        identity_json(&new_ident_id(etype, label), etype, label),
+                    ),
                     ("unique?", wanted.unique.into()),
                     ("index?", wanted.index.into()),
                     ("required?", wanted.required.into()),
@@ -124,7 +145,8 @@ fn schema_ops(current: &ServerSchema, new: &ServerSchema, options: PlanOptions) 
                 steps.push(PlanStep::AddAttr(AttrPayload::new(fields)));
                 continue;
             };
-            let changed_type = options.check_types && wanted.checked_data_type != existing.checked_data_type;
+            let changed_type =
+                options.check_types && wanted.checked_data_type != existing.checked_data_type;
             let changed_unique = wanted.unique != existing.unique;
             let changed_index = wanted.index != existing.index;
             let changed_required = wanted.required != existing.required;
@@ -140,15 +162,27 @@ fn schema_ops(current: &ServerSchema, new: &ServerSchema, options: PlanOptions) 
                 ]))));
             }
             if changed_index && background {
-                let make = if wanted.index { PlanStep::Index } else { PlanStep::RemoveIndex };
+                let make = if wanted.index {
+                    PlanStep::Index
+                } else {
+                    PlanStep::RemoveIndex
+                };
                 steps.push(make(job(existing)));
             }
             if changed_unique && background {
-                let make = if wanted.unique { PlanStep::Unique } else { PlanStep::RemoveUnique };
+                let make = if wanted.unique {
+                    PlanStep::Unique
+                } else {
+                    PlanStep::RemoveUnique
+                };
                 steps.push(make(job(existing)));
             }
             if changed_required && background {
-                let make = if wanted.required { PlanStep::Required } else { PlanStep::RemoveRequired };
+                let make = if wanted.required {
+                    PlanStep::Required
+                } else {
+                    PlanStep::RemoveRequired
+                };
                 steps.push(make(job(existing)));
             }
             if changed_type && !existing.is_system() {
@@ -169,23 +203,36 @@ fn schema_ops(current: &ServerSchema, new: &ServerSchema, options: PlanOptions) 
         .values()
         .filter_map(|attr| {
             let reverse = attr.reverse_identity.as_ref()?;
-            Some(((ident_name(&attr.forward_identity), ident_name(reverse)), attr))
+            Some((
+                (ident_name(&attr.forward_identity), ident_name(reverse)),
+                attr,
+            ))
         })
         .collect();
     for wanted in new.refs.values() {
         let forward = &wanted.forward_identity;
-        let Some(reverse) = &wanted.reverse_identity else { continue };
+        let Some(reverse) = &wanted.reverse_identity else {
+            continue;
+        };
         let Some(existing) = existing_refs.get(&(ident_name(forward), ident_name(reverse))) else {
             steps.push(PlanStep::AddAttr(AttrPayload::new(object([
                 ("value-type", "ref".into()),
                 ("id", new_attr_id(&forward.etype, &forward.label).into()),
                 (
                     "forward-identity",
-                    identity_json(&new_ident_id(&forward.etype, &forward.label), &forward.etype, &forward.label),
+                    identity_json(
+                        &new_ident_id(&forward.etype, &forward.label),
+                        &forward.etype,
+                        &forward.label,
+                    ),
                 ),
                 (
                     "reverse-identity",
-                    identity_json(&new_ident_id(&reverse.etype, &reverse.label), &reverse.etype, &reverse.label),
+                    identity_json(
+                        &new_ident_id(&reverse.etype, &reverse.label),
+                        &reverse.etype,
+                        &reverse.label,
+                    ),
                 ),
                 ("cardinality", wanted.cardinality.as_str().into()),
                 ("unique?", wanted.unique.into()),
@@ -205,7 +252,11 @@ fn schema_ops(current: &ServerSchema, new: &ServerSchema, options: PlanOptions) 
             continue;
         }
         if changed_required && background {
-            let make = if wanted.required { PlanStep::Required } else { PlanStep::RemoveRequired };
+            let make = if wanted.required {
+                PlanStep::Required
+            } else {
+                PlanStep::RemoveRequired
+            };
             steps.push(make(job(existing)));
         }
         if changed_updatable || !background {
@@ -245,13 +296,18 @@ pub fn plan_errors(current: &ServerSchema, steps: &[PlanStep]) -> Vec<PlanError>
             blob_names.insert(forward);
         }
     }
-    let taken_by_link =
-        |name: &IdentName| links_by_forward.contains_key(name) || links_by_reverse.contains_key(name);
+    let taken_by_link = |name: &IdentName| {
+        links_by_forward.contains_key(name) || links_by_reverse.contains_key(name)
+    };
 
     let mut errors = Vec::new();
     for step in steps {
-        let PlanStep::AddAttr(attr) = step else { continue };
-        let Some(forward) = attr.forward_identity().as_ref().map(ident_name) else { continue };
+        let PlanStep::AddAttr(attr) = step else {
+            continue;
+        };
+        let Some(forward) = attr.forward_identity().as_ref().map(ident_name) else {
+            continue;
+        };
         let reverse = attr.reverse_identity().as_ref().map(ident_name);
         let existing_forward_of_reverse = links_by_reverse.get(&forward);
         let found = if (reverse.is_some() || existing_forward_of_reverse.is_some())
@@ -272,16 +328,23 @@ pub fn plan_errors(current: &ServerSchema, steps: &[PlanStep]) -> Vec<PlanError>
         }
     }
     for step in steps {
-        let (PlanStep::AddAttr(attr) | PlanStep::UpdateAttr(attr)) = step else { continue };
+        let (PlanStep::AddAttr(attr) | PlanStep::UpdateAttr(attr)) = step else {
+            continue;
+        };
         if attr.kind() != Some(AttrKind::Ref) {
             continue;
         }
         let name_of = |identity: Option<Identity>| {
-            identity.map(|identity| (identity.etype, identity.label)).unwrap_or_default()
+            identity
+                .map(|identity| (identity.etype, identity.label))
+                .unwrap_or_default()
         };
-        let target = if attr.cardinality() == Some(Cardinality::Many) && attr.on_delete() == Some("cascade") {
+        let target = if attr.cardinality() == Some(Cardinality::Many)
+            && attr.on_delete() == Some("cascade")
+        {
             Some(name_of(attr.forward_identity()))
-        } else if attr.flag("unique?") != Some(true) && attr.on_delete_reverse() == Some("cascade") {
+        } else if attr.flag("unique?") != Some(true) && attr.on_delete_reverse() == Some("cascade")
+        {
             Some(name_of(attr.reverse_identity()))
         } else {
             None
@@ -318,8 +381,9 @@ pub fn plan_overwrite(current: &ServerSchema, desired: &Schema) -> Vec<PlanStep>
             system.insert(ident_name(reverse));
         }
     }
-    let is_system =
-        |etype: &str, label: &str| is_reserved_ident_name(etype, label) || system.contains(&(etype.into(), label.into()));
+    let is_system = |etype: &str, label: &str| {
+        is_reserved_ident_name(etype, label) || system.contains(&(etype.into(), label.into()))
+    };
     let mut steps = Vec::new();
 
     // Namespaces gone from the schema.
@@ -368,7 +432,9 @@ pub fn plan_overwrite(current: &ServerSchema, desired: &Schema) -> Vec<PlanStep>
 
     // Namespaces on both sides.
     for (etype, old_attrs) in &current.blobs {
-        let Some(entity) = desired.entities.get(etype) else { continue };
+        let Some(entity) = desired.entities.get(etype) else {
+            continue;
+        };
         let old_labels: Vec<&String> = old_attrs
             .keys()
             .filter(|label| *label != "id" && !is_system(etype, label))
@@ -402,7 +468,10 @@ pub fn plan_overwrite(current: &ServerSchema, desired: &Schema) -> Vec<PlanStep>
         .values()
         .filter(|link| !is_system(&link.forward.on, &link.forward.label))
         .collect();
-    type Group<'a> = (Vec<(&'a ServerAttr, &'a Identity)>, IndexMap<String, &'a Link>);
+    type Group<'a> = (
+        Vec<(&'a ServerAttr, &'a Identity)>,
+        IndexMap<String, &'a Link>,
+    );
     let mut groups: IndexMap<(String, String), Group<'_>> = IndexMap::new();
     for (attr, reverse) in old_links {
         let key = (attr.forward_identity.etype.clone(), reverse.etype.clone());
@@ -410,13 +479,28 @@ pub fn plan_overwrite(current: &ServerSchema, desired: &Schema) -> Vec<PlanStep>
     }
     for link in new_links {
         let key = (link.forward.on.clone(), link.reverse.on.clone());
-        let identity = link_identity(&link.forward.on, &link.forward.label, &link.reverse.on, &link.reverse.label);
-        groups.entry(key).or_default().1.entry(identity).or_insert(link);
+        let identity = link_identity(
+            &link.forward.on,
+            &link.forward.label,
+            &link.reverse.on,
+            &link.reverse.label,
+        );
+        groups
+            .entry(key)
+            .or_default()
+            .1
+            .entry(identity)
+            .or_insert(link);
     }
     for (old_group, new_group) in groups.values() {
         let old_identity = |(attr, reverse): &(&ServerAttr, &Identity)| {
             let forward = &attr.forward_identity;
-            link_identity(&forward.etype, &forward.label, &reverse.etype, &reverse.label)
+            link_identity(
+                &forward.etype,
+                &forward.label,
+                &reverse.etype,
+                &reverse.label,
+            )
         };
         let old_identities: IndexSet<String> = old_group.iter().map(old_identity).collect();
         for old in old_group {
@@ -438,7 +522,12 @@ pub fn plan_overwrite(current: &ServerSchema, desired: &Schema) -> Vec<PlanStep>
     steps
 }
 
-fn link_identity(forward_etype: &str, forward_label: &str, reverse_etype: &str, reverse_label: &str) -> String {
+fn link_identity(
+    forward_etype: &str,
+    forward_label: &str,
+    reverse_etype: &str,
+    reverse_label: &str,
+) -> String {
     format!("{forward_etype}.{forward_label}<->{reverse_etype}.{reverse_label}")
 }
 
@@ -500,7 +589,10 @@ fn client_add_attr(new: NewAttr<'_>) -> Vec<PlanStep> {
         fields.insert("on-delete-reverse".into(), on_delete.into());
     }
     if let DataType::Value(data_type) = new.checked_data_type {
-        fields.insert("checked-data-type".into(), data_type.map_or(Value::Null, Value::from));
+        fields.insert(
+            "checked-data-type".into(),
+            data_type.map_or(Value::Null, Value::from),
+        );
     }
     let mut steps = vec![PlanStep::AddAttr(AttrPayload::new(fields))];
     let job = || JobPayload::new(attr_id.clone(), forward.clone());
@@ -552,13 +644,25 @@ fn compare_blobs(old: &ServerAttr, new: &Attr) -> Vec<PlanStep> {
     let mut steps = Vec::new();
     let old_job = || job(old);
     if old.index != new.indexed {
-        steps.push(if new.indexed { PlanStep::Index(old_job()) } else { PlanStep::RemoveIndex(old_job()) });
+        steps.push(if new.indexed {
+            PlanStep::Index(old_job())
+        } else {
+            PlanStep::RemoveIndex(old_job())
+        });
     }
     if old.unique != new.unique {
-        steps.push(if new.unique { PlanStep::Unique(old_job()) } else { PlanStep::RemoveUnique(old_job()) });
+        steps.push(if new.unique {
+            PlanStep::Unique(old_job())
+        } else {
+            PlanStep::RemoveUnique(old_job())
+        });
     }
     if old.required != new.required {
-        steps.push(if new.required { PlanStep::Required(old_job()) } else { PlanStep::RemoveRequired(old_job()) });
+        steps.push(if new.required {
+            PlanStep::Required(old_job())
+        } else {
+            PlanStep::RemoveRequired(old_job())
+        });
     }
     // An untyped attribute reads back as `json`.
     let old_type = old.checked_data_type.as_deref().unwrap_or("json");
@@ -586,7 +690,11 @@ fn compare_links(old: &ServerAttr, new: &Link) -> Vec<PlanStep> {
     }
     let new_required = new.forward.required == Some(true);
     if old.required != new_required {
-        steps.push(if new_required { PlanStep::Required(old_job()) } else { PlanStep::RemoveRequired(old_job()) });
+        steps.push(if new_required {
+            PlanStep::Required(old_job())
+        } else {
+            PlanStep::RemoveRequired(old_job())
+        });
     }
     // Only `cascade` exists; anything else reads back as unset.
     let cascade = |value: &Option<String>| value.as_deref() == Some("cascade");
@@ -749,8 +857,14 @@ mod tests {
             .map(|step| {
                 let mut line = serde_json::to_string(step).unwrap();
                 for (etype, label) in names {
-                    line = line.replace(&new_attr_id(etype, label), &format!("@attr:{etype}.{label}"));
-                    line = line.replace(&new_ident_id(etype, label), &format!("@ident:{etype}.{label}"));
+                    line = line.replace(
+                        &new_attr_id(etype, label),
+                        &format!("@attr:{etype}.{label}"),
+                    );
+                    line = line.replace(
+                        &new_ident_id(etype, label),
+                        &format!("@ident:{etype}.{label}"),
+                    );
                 }
                 line
             })
@@ -774,17 +888,24 @@ mod tests {
     #[test]
     fn new_namespace_attribute_and_link_are_added() {
         let wanted = desired(|doc| {
-            doc["entities"]["comments"] = json!({"attrs": {"text": string(json!({"indexed": true}))}});
-            doc["entities"]["posts"]["attrs"]["summary"] = string(json!({"valueType": "json", "required": false}));
+            doc["entities"]["comments"] =
+                json!({"attrs": {"text": string(json!({"indexed": true}))}});
+            doc["entities"]["posts"]["attrs"]["summary"] =
+                string(json!({"valueType": "json", "required": false}));
             doc["links"]["commentsPost"] = json!({
                 "forward": {"on": "comments", "has": "one", "label": "post", "onDelete": "cascade"},
                 "reverse": {"on": "posts", "has": "many", "label": "comments"}});
         });
-        check(&current(), &wanted, ON, expect![[r#"
+        check(
+            &current(),
+            &wanted,
+            ON,
+            expect![[r#"
             ["add-attr",{"value-type":"blob","cardinality":"one","id":"@attr:comments.id","forward-identity":["@ident:comments.id","comments","id"],"unique?":true,"index?":false}]
             ["add-attr",{"value-type":"blob","cardinality":"one","id":"@attr:posts.summary","forward-identity":["@ident:posts.summary","posts","summary"],"unique?":false,"index?":false,"required?":false}]
             ["add-attr",{"value-type":"blob","cardinality":"one","id":"@attr:comments.text","forward-identity":["@ident:comments.text","comments","text"],"unique?":false,"index?":true,"required?":true,"checked-data-type":"string"}]
-            ["add-attr",{"value-type":"ref","id":"@attr:comments.post","forward-identity":["@ident:comments.post","comments","post"],"reverse-identity":["@ident:posts.comments","posts","comments"],"cardinality":"one","unique?":false,"index?":false,"required?":false,"on-delete":"cascade","on-delete-reverse":null}]"#]]);
+            ["add-attr",{"value-type":"ref","id":"@attr:comments.post","forward-identity":["@ident:comments.post","comments","post"],"reverse-identity":["@ident:posts.comments","posts","comments"],"cardinality":"one","unique?":false,"index?":false,"required?":false,"on-delete":"cascade","on-delete-reverse":null}]"#]],
+        );
         // Without `check_types` the new attribute carries no type.
         let plan = plan(&current(), &wanted, OFF).unwrap();
         assert_eq!(plan.steps[2].to_wire()[1].get("checked-data-type"), None);
@@ -793,7 +914,14 @@ mod tests {
             Add attribute posts.summary.
             Add attribute comments.text.
             Link comments.post to posts.comments."#]]
-        .assert_eq(&plan.steps.iter().map(PlanStep::friendly_description).collect::<Vec<_>>().join("\n"));
+        .assert_eq(
+            &plan
+                .steps
+                .iter()
+                .map(PlanStep::friendly_description)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
         assert_eq!(plan.gate(), Gate::Safe);
     }
 
@@ -804,9 +932,14 @@ mod tests {
             attrs["title"] = string(json!({"indexed": true, "unique": true, "required": false}));
             attrs["slug"] = string(json!({"valueType": "number"}));
             attrs["body"] = string(json!({"required": true}));
-            doc["entities"]["profiles"]["attrs"]["name"] = string(json!({"valueType": "json", "required": false}));
+            doc["entities"]["profiles"]["attrs"]["name"] =
+                string(json!({"valueType": "json", "required": false}));
         });
-        check(&current(), &wanted, ON, expect![[r#"
+        check(
+            &current(),
+            &wanted,
+            ON,
+            expect![[r#"
             ["index",{"attr-id":"P-title","forward-identity":["I-title","posts","title"]}]
             ["unique",{"attr-id":"P-title","forward-identity":["I-title","posts","title"]}]
             ["remove-required",{"attr-id":"P-title","forward-identity":["I-title","posts","title"]}]
@@ -815,12 +948,18 @@ mod tests {
             ["remove-index",{"attr-id":"P-slug","forward-identity":["I-slug","posts","slug"]}]
             ["remove-unique",{"attr-id":"P-slug","forward-identity":["I-slug","posts","slug"]}]
             ["check-data-type",{"attr-id":"P-slug","checked-data-type":"number","forward-identity":["I-slug","posts","slug"]}]
-            ["remove-data-type",{"attr-id":"Q-name","forward-identity":["J-name","profiles","name"]}]"#]]);
+            ["remove-data-type",{"attr-id":"Q-name","forward-identity":["J-name","profiles","name"]}]"#]],
+        );
         // Without background updates: one synchronous update-attr per attribute, no type steps.
-        check(&current(), &wanted, OFF, expect![[r#"
+        check(
+            &current(),
+            &wanted,
+            OFF,
+            expect![[r#"
             ["update-attr",{"value-type":"blob","cardinality":"one","id":"P-title","forward-identity":["I-title","posts","title"],"unique?":true,"index?":true,"required?":false}]
             ["update-attr",{"value-type":"blob","cardinality":"one","id":"P-body","forward-identity":["I-body","posts","body"],"unique?":false,"index?":false,"required?":true}]
-            ["update-attr",{"value-type":"blob","cardinality":"one","id":"P-slug","forward-identity":["I-slug","posts","slug"],"unique?":false,"index?":false,"required?":true}]"#]]);
+            ["update-attr",{"value-type":"blob","cardinality":"one","id":"P-slug","forward-identity":["I-slug","posts","slug"],"unique?":false,"index?":false,"required?":true}]"#]],
+        );
         // Types checked, background updates off: update-attr plus the type jobs.
         let mixed = PlanOptions {
             check_types: true,
@@ -834,34 +973,61 @@ mod tests {
 
     #[test]
     fn link_changes_update_the_ref() {
-        // Cardinality (one -> many) and on-delete change: update-attr, whatever the flags.
+        // Cardinality (one -> many) plus a cascade on the reverse end, which `has: "many"`:
+        // the server refuses the update.
         let wanted = desired(|doc| {
             doc["links"]["postsAuthor"] = json!({
                 "forward": {"on": "posts", "has": "many", "label": "author"},
                 "reverse": {"on": "profiles", "has": "many", "label": "posts", "onDelete": "cascade"}});
         });
-        check(&current(), &wanted, ON, expect![[""]]);
+        check(&current(), &wanted, ON, expect!["Validation failed for schema: profiles->posts: Cascade delete is only possible on links with `has: 'one'`. Check your full schema in the dashboard: https://www.instantdb.com/dash?s=main&t=explorer"]);
         // The same change with a valid cascade (reverse `has: "one"`).
         let wanted = desired(|doc| {
             doc["links"]["postsAuthor"] = json!({
                 "forward": {"on": "posts", "has": "many", "label": "author"},
                 "reverse": {"on": "profiles", "has": "one", "label": "posts", "onDelete": "cascade"}});
         });
-        check(&current(), &wanted, OFF, expect![[""]]);
+        check(
+            &current(),
+            &wanted,
+            OFF,
+            expect![[
+                r#"["update-attr",{"value-type":"ref","id":"L-author","forward-identity":["F-author","posts","author"],"reverse-identity":["R-author","profiles","posts"],"cardinality":"many","unique?":true,"index?":false,"required?":false,"on-delete":null,"on-delete-reverse":"cascade"}]"#
+            ]],
+        );
         let wanted = desired(|doc| {
             doc["links"]["postsAuthor"] = json!({
                 "forward": {"on": "posts", "has": "one", "label": "author", "onDelete": "cascade", "required": true},
                 "reverse": {"on": "profiles", "has": "one", "label": "posts"}});
         });
-        check(&current(), &wanted, ON, expect![[r#"
+        check(
+            &current(),
+            &wanted,
+            ON,
+            expect![[r#"
             ["required",{"attr-id":"L-author","forward-identity":["F-author","posts","author"]}]
-            ["update-attr",{"value-type":"ref","id":"L-author","forward-identity":["F-author","posts","author"],"reverse-identity":["R-author","profiles","posts"],"cardinality":"one","unique?":true,"index?":false,"required?":true,"on-delete":"cascade","on-delete-reverse":null}]"#]]);
+            ["update-attr",{"value-type":"ref","id":"L-author","forward-identity":["F-author","posts","author"],"reverse-identity":["R-author","profiles","posts"],"cardinality":"one","unique?":true,"index?":false,"required?":true,"on-delete":"cascade","on-delete-reverse":null}]"#]],
+        );
         // Only `required` changed: a job with background updates, an update-attr without.
         let wanted = desired(|doc| {
             doc["links"]["postsAuthor"]["forward"]["required"] = json!(true);
         });
-        check(&current(), &wanted, ON, expect![[r#"["required",{"attr-id":"L-author","forward-identity":["F-author","posts","author"]}]"#]]);
-        check(&current(), &wanted, OFF, expect![[r#"["update-attr",{"value-type":"ref","id":"L-author","forward-identity":["F-author","posts","author"],"reverse-identity":["R-author","profiles","posts"],"cardinality":"one","unique?":false,"index?":false,"required?":true,"on-delete":null,"on-delete-reverse":null}]"#]]);
+        check(
+            &current(),
+            &wanted,
+            ON,
+            expect![[
+                r#"["required",{"attr-id":"L-author","forward-identity":["F-author","posts","author"]}]"#
+            ]],
+        );
+        check(
+            &current(),
+            &wanted,
+            OFF,
+            expect![[
+                r#"["update-attr",{"value-type":"ref","id":"L-author","forward-identity":["F-author","posts","author"],"reverse-identity":["R-author","profiles","posts"],"cardinality":"one","unique?":false,"index?":false,"required?":true,"on-delete":null,"on-delete-reverse":null}]"#
+            ]],
+        );
     }
 
     #[test]
@@ -877,12 +1043,26 @@ mod tests {
             users["email"] = string(json!({"valueType": "number"})); // reserved: dropped
             users["role"] = string(json!({"required": false})); // system catalog: no type step
             users["bio"] = string(json!({"required": false})); // a user attribute: added
-            doc["entities"]["$magicCodes"] = json!({"attrs": {"extra": string(json!({}))}}); // hidden
+            doc["entities"]["$magicCodes"] = json!({"attrs": {"extra": string(json!({}))}});
+            // hidden
         });
-        check(&current, &wanted, ON, expect![[r#"["add-attr",{"value-type":"blob","cardinality":"one","id":"@attr:$users.bio","forward-identity":["@ident:$users.bio","$users","bio"],"unique?":false,"index?":false,"required?":false,"checked-data-type":"string"}]"#]]);
+        check(
+            &current,
+            &wanted,
+            ON,
+            expect![[
+                r#"["add-attr",{"value-type":"blob","cardinality":"one","id":"@attr:$users.bio","forward-identity":["@ident:$users.bio","$users","bio"],"unique?":false,"index?":false,"required?":false,"checked-data-type":"string"}]"#
+            ]],
+        );
         let new_schema = desired_server_schema(&wanted);
         assert!(!new_schema.blobs.contains_key("$magicCodes"));
-        assert!(new_schema.refs.is_empty() || !new_schema.refs.values().any(|r| r.forward_identity.etype == "$users"));
+        // The exact system link definition is dropped; `postsAuthor` stays.
+        assert_eq!(new_schema.refs.len(), 1);
+        assert!(!new_schema
+            .refs
+            .values()
+            .any(|r| r.forward_identity.etype == "$users"));
+        assert!(!new_schema.blobs["$users"].contains_key("email"));
     }
 
     #[test]
@@ -913,7 +1093,10 @@ mod tests {
         .assert_eq(&errors.errors[0].message);
         assert_eq!(errors.errors.len(), 1);
         assert_eq!(errors.errors[0].kind, PlanErrorKind::Duplicate);
-        assert_eq!(errors.errors[0].ident_name(), "organization_organizations->externalConnections");
+        assert_eq!(
+            errors.errors[0].ident_name(),
+            "organization_organizations->externalConnections"
+        );
         assert_eq!(errors.gate(), Gate::Blocked);
         expect![[r#"{"type":"validation-failed","message":"Validation failed for schema: organization_organizations->externalConnections: Duplicate entry found for attribute. Check your schema file for duplicate link definitions. If it's not in the schema file, it may have been generated by the backend. Check your full schema in the dashboard: https://www.instantdb.com/dash?s=main&t=explorer","hint":{"data-type":"schema","input":"plan","errors":[{"in":["schema"],"message":"organization_organizations->externalConnections: Duplicate entry found for attribute. Check your schema file for duplicate link definitions. If it's not in the schema file, it may have been generated by the backend. Check your full schema in the dashboard: https://www.instantdb.com/dash?s=main&t=explorer"}]}}"#]]
         .assert_eq(&errors.to_envelope().to_string());
@@ -947,7 +1130,18 @@ mod tests {
         let lines: Vec<String> = errors
             .errors
             .iter()
-            .map(|e| format!("{:?} {} | {}", e.kind, e.ident_name(), e.message.split(": ").nth(1).unwrap().split(". ").next().unwrap()))
+            .map(|e| {
+                let text = e
+                    .message
+                    .strip_prefix(&format!("{}: ", e.ident_name()))
+                    .unwrap();
+                format!(
+                    "{:?} {} | {}",
+                    e.kind,
+                    e.ident_name(),
+                    text.split(". ").next().unwrap()
+                )
+            })
             .collect();
         expect![[r#"
             Backwards profiles->posts | Conflicting link found for attribute
@@ -958,8 +1152,12 @@ mod tests {
         .assert_eq(&lines.join("\n"));
         expect![[r#"profiles->posts: Conflicting link found for attribute. It's possible that you already have a link with the same label names, but in the reverse direction. We cannot automatically swap the direction of the link. To fix this, can: a) swap the `forward` and `reverse` parameters for this link in your schema file, or b) delete the existing link in the dashboard.Check your full schema in the dashboard for a link with the same label names: https://www.instantdb.com/dash?s=main&t=explorer"#]]
         .assert_eq(&errors.errors[0].message);
-        assert!(errors.to_string().starts_with("Validation failed for schema: profiles->posts: Conflicting"));
-        assert!(errors.to_string().contains("explorer, profiles->posts: Duplicate"));
+        assert!(errors
+            .to_string()
+            .starts_with("Validation failed for schema: profiles->posts: Conflicting"));
+        assert!(errors
+            .to_string()
+            .contains("explorer, profiles->posts: Duplicate"));
     }
 
     #[test]
@@ -970,11 +1168,11 @@ mod tests {
         let first = plan(&current(), &wanted, ON).unwrap().to_json().to_string();
         let second = plan(&current(), &wanted, ON).unwrap().to_json().to_string();
         assert_eq!(first, second);
-        expect![""].assert_eq(&new_attr_id("tags", "label"));
+        expect!["1de7dd7e-03ba-51c9-ab50-af5f6a2d2011"].assert_eq(&new_attr_id("tags", "label"));
         let plan = plan(&current(), &wanted, ON).unwrap();
         let response = parse_plan_response(&plan.to_steps_json()).unwrap();
         assert_eq!(response.steps, plan.steps);
-        expect![[r#"{"value-type":"blob","cardinality":"one","id":null,"forward-identity":[null,"tags","label"],"unique?":true,"index?":false,"required?":true,"checked-data-type":"string","catalog":"user"}"#]]
+        expect![[r#"{"id":null,"value-type":"blob","cardinality":"one","forward-identity":[null,"tags","label"],"unique?":true,"index?":false,"required?":true,"checked-data-type":"string","catalog":"user"}"#]]
         .assert_eq(&plan.to_json()["new-schema"]["blobs"]["tags"]["label"].to_string());
     }
 
@@ -983,16 +1181,26 @@ mod tests {
         let wanted = desired(|doc| {
             let entities = doc["entities"].as_object_mut().unwrap();
             entities.remove("profiles");
-            entities["posts"]["attrs"].as_object_mut().unwrap().remove("legacy");
-            entities["posts"]["attrs"]["title"] = string(json!({"indexed": true, "valueType": "number"}));
+            entities["posts"]["attrs"]
+                .as_object_mut()
+                .unwrap()
+                .remove("legacy");
+            entities["posts"]["attrs"]["title"] =
+                string(json!({"indexed": true, "valueType": "number"}));
             entities.remove("$users");
-            entities.insert("tags".into(), json!({"attrs": {"label": string(json!({"unique": true}))}}));
+            entities.insert(
+                "tags".into(),
+                json!({"attrs": {"label": string(json!({"unique": true}))}}),
+            );
             let links = doc["links"].as_object_mut().unwrap();
             links.remove("postsAuthor");
             links.remove("$usersLinkedPrimaryUser");
-            links.insert("postsAuthor2".into(), json!({
+            links.insert(
+                "postsAuthor2".into(),
+                json!({
                 "forward": {"on": "posts", "has": "one", "label": "author", "onDelete": "cascade"},
-                "reverse": {"on": "profiles", "has": "one", "label": "posts"}}));
+                "reverse": {"on": "profiles", "has": "one", "label": "posts"}}),
+            );
         });
         let steps = plan_overwrite(&current(), &wanted);
         expect![[r#"
@@ -1022,7 +1230,9 @@ mod tests {
                 .filter(|s| matches!(s, PlanStep::DeleteAttr(_) | PlanStep::UpdateAttr(_)))
                 .take(3)
                 .map(PlanStep::friendly_description)
-                .chain(std::iter::once(steps.last().unwrap().friendly_description_in(&current())))
+                .chain(std::iter::once(
+                    steps.last().unwrap().friendly_description_in(&current()),
+                ))
                 .collect::<Vec<_>>()
                 .join("\n"),
         );
@@ -1030,8 +1240,12 @@ mod tests {
         let gone = desired(|doc| {
             doc["links"].as_object_mut().unwrap().remove("postsAuthor");
         });
-        expect![[r#"["delete-attr","L-author"]"#]].assert_eq(&render(&plan_overwrite(&current(), &gone)));
-        let severities: SeverityList = plan_overwrite(&current(), &gone).iter().map(PlanStep::severity).collect();
+        expect![[r#"["delete-attr","L-author"]"#]]
+            .assert_eq(&render(&plan_overwrite(&current(), &gone)));
+        let severities: SeverityList = plan_overwrite(&current(), &gone)
+            .iter()
+            .map(PlanStep::severity)
+            .collect();
         assert_eq!(severities.0, vec![crate::severity::Severity::Critical]);
     }
 
@@ -1069,16 +1283,24 @@ mod tests {
             parsed
                 .steps
                 .iter()
-                .map(|s| format!("{} {} {}", s.step_type(), s.severity().as_str(), s.target_in(&lookup).unwrap()))
+                .map(|s| format!(
+                    "{} {} {}",
+                    s.step_type(),
+                    s.severity().as_str(),
+                    s.target_in(&lookup).unwrap()
+                ))
                 .collect::<Vec<_>>()
                 .join("\n"),
             parsed.gate().as_str(),
             serde_json::to_string(&parsed.counts()).unwrap()
         ));
-        expect!["(root): missing `steps`"].assert_eq(&parse_plan_response(&json!({})).unwrap_err().to_string());
+        expect!["(root): missing `steps`"]
+            .assert_eq(&parse_plan_response(&json!({})).unwrap_err().to_string());
         expect!["current-schema.blobs.posts.title: missing field `cardinality`"].assert_eq(
-            &parse_plan_response(&json!({"steps": [], "current-schema": {"blobs": {"posts": {"title": {
-                "value-type": "blob", "forward-identity": [null, "posts", "title"]}}}}}))
+            &parse_plan_response(
+                &json!({"steps": [], "current-schema": {"blobs": {"posts": {"title": {
+                "value-type": "blob", "forward-identity": [null, "posts", "title"]}}}}}),
+            )
             .unwrap_err()
             .to_string(),
         );

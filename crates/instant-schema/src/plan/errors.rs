@@ -11,7 +11,8 @@ use crate::severity::Gate;
 const DASHBOARD_EXPLORER: &str = "https://www.instantdb.com/dash?s=main&t=explorer";
 
 /// Which check failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PlanErrorKind {
     /// A new attribute's forward or reverse `[etype, label]` is already taken by an existing
     /// link (either direction) or, for the forward side, an existing data attribute.

@@ -49,6 +49,37 @@ fn derived_id(kind: &str, etype: &str, label: &str) -> String {
     Uuid::new_v5(&ID_NAMESPACE, name.as_bytes()).to_string()
 }
 
+/// A DSL schema seen as an app that already has it, for diffing two schema files offline: the
+/// server form of `schema` (as the server would have derived it on push), each namespace with
+/// its `id` attribute, and every attribute and identity given its derived id. A real app's
+/// pulled schema carries its own ids and needs none of this.
+pub fn existing_app_schema(schema: &crate::model::Schema) -> ServerSchema {
+    let mut server = desired_server_schema(schema);
+    for (etype, attrs) in server.blobs.iter_mut() {
+        if !attrs.contains_key("id") {
+            let mut id = ServerAttr::blob(etype, "id");
+            id.unique = true;
+            id.catalog = attrs.values().next().and_then(|attr| attr.catalog.clone());
+            attrs.shift_insert(0, "id".to_string(), id);
+        }
+    }
+    let assign = |attr: &mut ServerAttr| {
+        let forward = &mut attr.forward_identity;
+        attr.id.get_or_insert_with(|| new_attr_id(&forward.etype, &forward.label));
+        forward
+            .id
+            .get_or_insert_with(|| new_ident_id(&forward.etype, &forward.label));
+        if let Some(reverse) = attr.reverse_identity.as_mut() {
+            reverse
+                .id
+                .get_or_insert_with(|| new_ident_id(&reverse.etype, &reverse.label));
+        }
+    };
+    server.blobs.values_mut().flat_map(|attrs| attrs.values_mut()).for_each(assign);
+    server.refs.values_mut().for_each(assign);
+    server
+}
+
 /// The two request flags of a plan. The platform SDK always sends both as `true`, hence the
 /// default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,10 +227,12 @@ pub fn parse_plan_response(value: &Value) -> Result<PlanResponse, ShapeError> {
     let schema_at = |key: &str| -> Result<Option<ServerSchema>, ShapeError> {
         match root.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => ServerSchema::from_json(value).map(Some).map_err(|e| ShapeError {
-                at: format!("{key}.{}", e.at),
-                message: e.message,
-            }),
+            Some(value) => ServerSchema::from_json(value)
+                .map(Some)
+                .map_err(|e| ShapeError {
+                    at: format!("{key}.{}", e.at),
+                    message: e.message,
+                }),
         }
     };
     let new_schema = schema_at("new-schema")?;
@@ -211,9 +244,11 @@ pub fn parse_plan_response(value: &Value) -> Result<PlanResponse, ShapeError> {
                 .iter()
                 .enumerate()
                 .map(|(i, attr)| {
-                    serde::Deserialize::deserialize(attr).map_err(|e: serde_json::Error| ShapeError {
-                        at: format!("current-attrs[{i}]"),
-                        message: e.to_string(),
+                    serde::Deserialize::deserialize(attr).map_err(|e: serde_json::Error| {
+                        ShapeError {
+                            at: format!("current-attrs[{i}]"),
+                            message: e.to_string(),
+                        }
                     })
                 })
                 .collect::<Result<Vec<ServerAttr>, _>>()?,

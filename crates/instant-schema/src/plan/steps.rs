@@ -67,15 +67,22 @@ impl AttrPayload {
     }
 
     pub fn cardinality(&self) -> Option<Cardinality> {
-        self.fields.get("cardinality").and_then(Value::as_str).and_then(Cardinality::parse)
+        self.fields
+            .get("cardinality")
+            .and_then(Value::as_str)
+            .and_then(Cardinality::parse)
     }
 
     pub fn forward_identity(&self) -> Option<Identity> {
-        self.fields.get("forward-identity").and_then(identity_from_json)
+        self.fields
+            .get("forward-identity")
+            .and_then(identity_from_json)
     }
 
     pub fn reverse_identity(&self) -> Option<Identity> {
-        self.fields.get("reverse-identity").and_then(identity_from_json)
+        self.fields
+            .get("reverse-identity")
+            .and_then(identity_from_json)
     }
 
     /// A boolean flag such as `unique?`, `index?`, `required?`.
@@ -167,7 +174,10 @@ pub enum PlanStep {
     /// A step type this crate does not know. Kept, never rejected, and graded `review`, so a
     /// newer server cannot make a plan unreadable nor slip a step past the gate. A step without
     /// a type has `step_type == "unknown"`.
-    Unknown { step_type: String, payload: Value },
+    Unknown {
+        step_type: String,
+        payload: Value,
+    },
 }
 
 impl PlanStep {
@@ -228,7 +238,12 @@ impl PlanStep {
             PlanStep::Unknown { payload, .. } => payload
                 .get("forward-identity")
                 .or_else(|| payload.get("forwardIdentity"))
-                .or_else(|| payload.get("attr").and_then(|a| a.get("forward-identity").or_else(|| a.get("forwardIdentity"))))
+                .or_else(|| {
+                    payload.get("attr").and_then(|a| {
+                        a.get("forward-identity")
+                            .or_else(|| a.get("forwardIdentity"))
+                    })
+                })
                 .and_then(identity_from_json),
             other => other.job().map(|job| job.forward_identity.clone()),
         }
@@ -269,7 +284,9 @@ impl PlanStep {
             PlanStep::AddAttr(attr) => {
                 if attr.kind() == Some(AttrKind::Blob) {
                     match attr.forward_identity() {
-                        Some(identity) if identity.label == "id" => format!("Create new entity {name}."),
+                        Some(identity) if identity.label == "id" => {
+                            format!("Create new entity {name}.")
+                        }
                         _ => format!("Add attribute {name}."),
                     }
                 } else {
@@ -300,16 +317,22 @@ impl PlanStep {
     /// The payload as it goes on the wire.
     pub fn payload_json(&self) -> Value {
         match self {
-            PlanStep::AddAttr(attr) | PlanStep::UpdateAttr(attr) => Value::Object(attr.fields().clone()),
+            PlanStep::AddAttr(attr) | PlanStep::UpdateAttr(attr) => {
+                Value::Object(attr.fields().clone())
+            }
             PlanStep::DeleteAttr(delete) => Value::String(delete.attr_id.clone()),
             PlanStep::Unknown { payload, .. } => payload.clone(),
-            other => serde_json::to_value(other.job().expect("job step")).expect("job payload serialises"),
+            other => serde_json::to_value(other.job().expect("job step"))
+                .expect("job payload serialises"),
         }
     }
 
     /// `[type, payload]`.
     pub fn to_wire(&self) -> Value {
-        Value::Array(vec![Value::String(self.step_type().to_string()), self.payload_json()])
+        Value::Array(vec![
+            Value::String(self.step_type().to_string()),
+            self.payload_json(),
+        ])
     }
 
     /// The platform SDK's translated object (`{type, friendlyDescription, attr}`,
@@ -320,20 +343,32 @@ impl PlanStep {
         out.insert("type".into(), Value::String(self.step_type().to_string()));
         match self {
             PlanStep::AddAttr(attr) | PlanStep::UpdateAttr(attr) => {
-                out.insert("friendlyDescription".into(), Value::String(self.friendly_description()));
+                out.insert(
+                    "friendlyDescription".into(),
+                    Value::String(self.friendly_description()),
+                );
                 out.insert("attr".into(), Value::Object(attr.fields().clone()));
             }
             PlanStep::DeleteAttr(delete) => {
                 out.insert("attrId".into(), Value::String(delete.attr_id.clone()));
-                out.insert("friendlyDescription".into(), Value::String(self.friendly_description()));
+                out.insert(
+                    "friendlyDescription".into(),
+                    Value::String(self.friendly_description()),
+                );
             }
             PlanStep::Unknown { payload, .. } => {
-                out.insert("friendlyDescription".into(), Value::String(self.friendly_description()));
+                out.insert(
+                    "friendlyDescription".into(),
+                    Value::String(self.friendly_description()),
+                );
                 out.insert("payload".into(), payload.clone());
             }
             other => {
                 let job = other.job().expect("job step");
-                out.insert("friendlyDescription".into(), Value::String(self.friendly_description()));
+                out.insert(
+                    "friendlyDescription".into(),
+                    Value::String(self.friendly_description()),
+                );
                 out.insert("attrId".into(), Value::String(job.attr_id.clone()));
                 out.insert(
                     "forwardIdentity".into(),
@@ -437,7 +472,10 @@ fn from_wire(at: &str, step_type: &str, payload: Value) -> Result<PlanStep, Shap
             })
         }
         DELETE_ATTR => match payload {
-            Value::String(attr_id) => Ok(PlanStep::DeleteAttr(DeleteAttr { attr_id, target: None })),
+            Value::String(attr_id) => Ok(PlanStep::DeleteAttr(DeleteAttr {
+                attr_id,
+                target: None,
+            })),
             _ => Err(err(at, "`delete-attr` needs the attribute id as a string")),
         },
         _ => match job_constructor(step_type) {
@@ -452,16 +490,30 @@ fn from_wire(at: &str, step_type: &str, payload: Value) -> Result<PlanStep, Shap
     }
 }
 
-fn job_from_fields(at: &str, step_type: &str, mut fields: Map<String, Value>) -> Result<JobPayload, ShapeError> {
+fn job_from_fields(
+    at: &str,
+    step_type: &str,
+    mut fields: Map<String, Value>,
+) -> Result<JobPayload, ShapeError> {
     let attr_id = match fields.shift_remove("attr-id") {
         Some(Value::String(id)) => id,
-        _ => return Err(err(at, format!("`{step_type}` needs `attr-id` as a string"))),
+        _ => {
+            return Err(err(
+                at,
+                format!("`{step_type}` needs `attr-id` as a string"),
+            ))
+        }
     };
     let forward_identity = fields
         .shift_remove("forward-identity")
         .as_ref()
         .and_then(identity_from_json)
-        .ok_or_else(|| err(at, format!("`{step_type}` needs `forward-identity` as [id, etype, label]")))?;
+        .ok_or_else(|| {
+            err(
+                at,
+                format!("`{step_type}` needs `forward-identity` as [id, etype, label]"),
+            )
+        })?;
     let checked_data_type = match fields.shift_remove("checked-data-type") {
         Some(Value::String(data_type)) => Some(data_type),
         _ => None,
@@ -508,7 +560,12 @@ fn from_object(at: &str, obj: &Map<String, Value>) -> Result<PlanStep, ShapeErro
     // The step's own fields, without the translation's bookkeeping.
     let mut own: Map<String, Value> = obj
         .iter()
-        .filter(|(key, _)| !matches!(key.as_str(), "type" | "friendlyDescription" | "backgroundJob"))
+        .filter(|(key, _)| {
+            !matches!(
+                key.as_str(),
+                "type" | "friendlyDescription" | "backgroundJob"
+            )
+        })
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
     match step_type {
@@ -538,7 +595,8 @@ fn from_object(at: &str, obj: &Map<String, Value>) -> Result<PlanStep, ShapeErro
                     own.entry("attr-id").or_insert_with(|| id.clone());
                 }
                 if let Some(identity) = attr.get("forward-identity") {
-                    own.entry("forward-identity").or_insert_with(|| identity.clone());
+                    own.entry("forward-identity")
+                        .or_insert_with(|| identity.clone());
                 }
             }
             from_wire(at, step_type, Value::Object(to_wire_keys(&own)))
@@ -592,7 +650,10 @@ mod tests {
     #[test]
     fn wire_form_round_trips_byte_for_byte() {
         let steps = parse_all(&wire_steps());
-        assert_eq!(serde_json::to_string(&steps).unwrap(), serde_json::to_string(&wire_steps()).unwrap());
+        assert_eq!(
+            serde_json::to_string(&steps).unwrap(),
+            serde_json::to_string(&wire_steps()).unwrap()
+        );
     }
 
     #[test]
@@ -676,7 +737,8 @@ mod tests {
             Unknown schema operation rename-namespace."#]]
         .assert_eq(&lines.join("\n"));
         // Without the current schema a delete names the id, as the SDK does.
-        expect!["Delete attribute a6."].assert_eq(&parse_all(&wire_steps())[4].friendly_description());
+        expect!["Delete attribute a6."]
+            .assert_eq(&parse_all(&wire_steps())[4].friendly_description());
     }
 
     #[test]
@@ -687,7 +749,11 @@ mod tests {
             .unwrap()
             .iter()
             .enumerate()
-            .map(|(i, step)| PlanStep::from_json_at(&format!("steps[{i}]"), step).unwrap_err().to_string())
+            .map(|(i, step)| {
+                PlanStep::from_json_at(&format!("steps[{i}]"), step)
+                    .unwrap_err()
+                    .to_string()
+            })
             .collect();
         expect![[r#"
             [

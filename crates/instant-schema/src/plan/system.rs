@@ -81,13 +81,62 @@ const RESERVED_IDENT_NAMES: &[(&str, &str)] = &[
 /// exactly one of these (no `required`, no `onDelete`) is dropped before planning, as the server
 /// compares the whole link definition.
 const SYSTEM_LINKS: &[(&str, Cardinality, &str, &str, Cardinality, &str)] = &[
-    ("$users", Cardinality::One, "linkedPrimaryUser", "$users", Cardinality::Many, "linkedGuestUsers"),
-    ("$userRefreshTokens", Cardinality::One, "$user", "$users", Cardinality::Many, "$userRefreshTokens"),
-    ("$oauthUserLinks", Cardinality::One, "$user", "$users", Cardinality::Many, "$oauthUserLinks"),
-    ("$oauthClients", Cardinality::One, "$oauthProvider", "$oauthProviders", Cardinality::Many, "$oauthClients"),
-    ("$oauthCodes", Cardinality::One, "$oauthClient", "$oauthClients", Cardinality::Many, "$oauthCodes"),
-    ("$oauthRedirects", Cardinality::One, "$oauthClient", "$oauthClients", Cardinality::Many, "$oauthRedirects"),
-    ("$streams", Cardinality::Many, "$files", "$files", Cardinality::One, "$stream"),
+    (
+        "$users",
+        Cardinality::One,
+        "linkedPrimaryUser",
+        "$users",
+        Cardinality::Many,
+        "linkedGuestUsers",
+    ),
+    (
+        "$userRefreshTokens",
+        Cardinality::One,
+        "$user",
+        "$users",
+        Cardinality::Many,
+        "$userRefreshTokens",
+    ),
+    (
+        "$oauthUserLinks",
+        Cardinality::One,
+        "$user",
+        "$users",
+        Cardinality::Many,
+        "$oauthUserLinks",
+    ),
+    (
+        "$oauthClients",
+        Cardinality::One,
+        "$oauthProvider",
+        "$oauthProviders",
+        Cardinality::Many,
+        "$oauthClients",
+    ),
+    (
+        "$oauthCodes",
+        Cardinality::One,
+        "$oauthClient",
+        "$oauthClients",
+        Cardinality::Many,
+        "$oauthCodes",
+    ),
+    (
+        "$oauthRedirects",
+        Cardinality::One,
+        "$oauthClient",
+        "$oauthClients",
+        Cardinality::Many,
+        "$oauthRedirects",
+    ),
+    (
+        "$streams",
+        Cardinality::Many,
+        "$files",
+        "$files",
+        Cardinality::One,
+        "$stream",
+    ),
 ];
 
 /// System namespaces on which users may add their own attributes.
@@ -96,7 +145,9 @@ const EDITABLE_ETYPES: &[&str] = &["$users", "$files", "$streams"];
 /// Whether `[etype, label]` names a system catalog identity. The live server can reserve more
 /// names through a runtime flag; those are not known offline.
 pub fn is_reserved_ident_name(etype: &str, label: &str) -> bool {
-    RESERVED_IDENT_NAMES.iter().any(|(e, l)| *e == etype && *l == label)
+    RESERVED_IDENT_NAMES
+        .iter()
+        .any(|(e, l)| *e == etype && *l == label)
 }
 
 /// Whether the server hides a desired blob attribute on a `$` namespace before planning: every
@@ -122,10 +173,21 @@ pub fn is_hidden_system_blob(etype: &str, label: &str) -> bool {
 /// Whether a desired link is exactly a system link definition.
 pub fn is_system_link(link: &Link) -> bool {
     let (f, r) = (&link.forward, &link.reverse);
-    if f.required.is_some() || f.on_delete.is_some() || r.required.is_some() || r.on_delete.is_some() {
+    if f.required.is_some()
+        || f.on_delete.is_some()
+        || r.required.is_some()
+        || r.on_delete.is_some()
+    {
         return false;
     }
-    SYSTEM_LINKS.iter().any(|&(fon, fhas, flabel, ron, rhas, rlabel)| {
-        f.on == fon && f.has == fhas && f.label == flabel && r.on == ron && r.has == rhas && r.label == rlabel
-    })
+    SYSTEM_LINKS
+        .iter()
+        .any(|&(fon, fhas, flabel, ron, rhas, rlabel)| {
+            f.on == fon
+                && f.has == fhas
+                && f.label == flabel
+                && r.on == ron
+                && r.has == rhas
+                && r.label == rlabel
+        })
 }

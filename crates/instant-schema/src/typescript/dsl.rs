@@ -6,8 +6,8 @@
 use std::rc::Rc;
 
 use super::ops::{
-    get_property, object_with_class, own_entries, plain_object, spread_into,
-    to_property_key, OpError, OpResult,
+    get_property, object_with_class, own_entries, plain_object, spread_into, to_property_key,
+    OpError, OpResult,
 };
 use super::value::{BuilderFn, Class, Function, Method, Object, PropertyMap, Value};
 
@@ -57,7 +57,8 @@ pub(crate) fn call_builder(function: BuilderFn, args: &[Value]) -> OpResult<Valu
                 return Err(format!(
                     "`i.entity(...)` expects an object of attributes, got {}",
                     attrs.describe()
-                ).into());
+                )
+                .into());
             }
             entity_def(attrs, plain_object(PropertyMap::new())?)
         }
@@ -68,7 +69,8 @@ pub(crate) fn call_builder(function: BuilderFn, args: &[Value]) -> OpResult<Valu
                 return Err(format!(
                     "`i.schema(...)` expects an object `{{ entities, links, rooms }}`, got {}",
                     options.describe()
-                ).into());
+                )
+                .into());
             }
             let entities = get_property(&options, "entities")?;
             let links = get_property(&options, "links")?;
@@ -180,23 +182,24 @@ fn schema_def(entities: Value, links: Value, rooms: Value) -> OpResult<Value> {
     props.insert("entities", entities);
     props.insert("links", links);
     props.insert("rooms", rooms);
-    Ok(Value::Object(object_with_class(Class::InstantSchemaDef, props)?))
+    Ok(Value::Object(object_with_class(
+        Class::InstantSchemaDef,
+        props,
+    )?))
 }
 
 /// A name used as a key of the library's plain-object link index.
 fn index_key(value: &Value, what: &str) -> OpResult<String> {
     if !matches!(value, Value::String(_) | Value::Number(_)) {
-        return Err(format!(
-            "link `{what}` must be a string, got {}",
-            value.describe()
-        ).into());
+        return Err(format!("`{what}` must be a string, got {}", value.describe()).into());
     }
     let key = to_property_key(value)?;
     if OBJECT_PROTOTYPE_KEYS.contains(&key.as_str()) {
         return Err(format!(
-            "link `{what}` `{key}` collides with a built-in JavaScript property name; \
-             `@instantdb/core` cannot index it reliably"
-        ).into());
+            "`{what}` is `{key}`, a built-in JavaScript property name that \
+             `@instantdb/core` cannot index reliably"
+        )
+        .into());
     }
     Ok(key)
 }
@@ -222,6 +225,20 @@ impl LinkIndex {
 
 /// `enrichEntitiesWithLinks(entities, links)`.
 fn enrich_entities_with_links(entities: &Value, links: &Value) -> OpResult<Value> {
+    if !matches!(links, Value::Object(_) | Value::Array(_)) {
+        return Err(format!(
+            "`links` must be an object of link definitions, got {}",
+            links.describe()
+        )
+        .into());
+    }
+    if !matches!(entities, Value::Object(_)) {
+        return Err(format!(
+            "`entities` must be an object of `i.entity(...)` definitions, got {}",
+            entities.describe()
+        )
+        .into());
+    }
     let mut forward_index = LinkIndex::default();
     let mut reverse_index = LinkIndex::default();
     for (link_name, link_def) in own_entries(links, false)? {
@@ -232,7 +249,8 @@ fn enrich_entities_with_links(entities: &Value, links: &Value) -> OpResult<Value
                 return Err(format!(
                     "link `{link_name}`: `{name}` must be an object {{ on, has, label }}, got {}",
                     side.describe()
-                ).into());
+                )
+                .into());
             }
             Ok(side)
         };
@@ -246,15 +264,15 @@ fn enrich_entities_with_links(entities: &Value, links: &Value) -> OpResult<Value
         forward_index.ensure(&forward_on_key);
         reverse_index.ensure(&reverse_on_key);
 
-        let forward_label = index_key(&get_property(&forward, "label")?, "forward.label")
-            .map_err(in_link)?;
+        let forward_label =
+            index_key(&get_property(&forward, "label")?, "forward.label").map_err(in_link)?;
         let mut forward_attr = PropertyMap::new();
         forward_attr.insert("entityName", reverse_on.clone());
         forward_attr.insert("cardinality", get_property(&forward, "has")?);
         forward_index.set(&forward_on_key, &forward_label, plain_object(forward_attr)?);
 
-        let reverse_label = index_key(&get_property(&reverse, "label")?, "reverse.label")
-            .map_err(in_link)?;
+        let reverse_label =
+            index_key(&get_property(&reverse, "label")?, "reverse.label").map_err(in_link)?;
         let mut reverse_attr = PropertyMap::new();
         reverse_attr.insert("entityName", forward_on.clone());
         reverse_attr.insert("cardinality", get_property(&reverse, "has")?);
@@ -264,14 +282,13 @@ fn enrich_entities_with_links(entities: &Value, links: &Value) -> OpResult<Value
     // Object.fromEntries(Object.entries(entities).map(([name, def]) => [name,
     //   new EntityDef(def.attrs, { ...fwd[name], ...rev[name] })]))
     let mut enriched = PropertyMap::new();
-    for (name, def) in own_entries(entities, false)
-        .map_err(|error| error.context("`entities`"))?
-    {
+    for (name, def) in own_entries(entities, false).map_err(|error| error.context("`entities`"))? {
         if !matches!(def, Value::Object(_)) {
             return Err(format!(
                 "entity `{name}` must be an `i.entity(...)`, got {}",
                 def.describe()
-            ).into());
+            )
+            .into());
         }
         let attrs = get_property(&def, "attrs")?;
         let mut links = PropertyMap::new();

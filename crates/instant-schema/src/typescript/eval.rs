@@ -9,11 +9,10 @@ use std::rc::Rc;
 use indexmap::IndexMap;
 use oxc_allocator::Allocator;
 use oxc_ast::ast::{
-    Argument, ArrayExpressionElement, BinaryOperator, BindingPattern, CallExpression,
-    ChainElement, Declaration, ExportDefaultDeclarationKind, Expression,
-    ImportDeclarationSpecifier, LogicalOperator, MemberExpression,
-    ObjectPropertyKind, PropertyKey, PropertyKind, SourceType, Statement, StringLiteral,
-    TemplateLiteral, UnaryOperator, VariableDeclarationKind,
+    Argument, ArrayExpressionElement, BinaryOperator, BindingPattern, CallExpression, ChainElement,
+    Declaration, ExportDefaultDeclarationKind, Expression, ImportDeclarationSpecifier,
+    LogicalOperator, MemberExpression, ObjectPropertyKind, PropertyKey, PropertyKind, SourceType,
+    Statement, StringLiteral, TemplateLiteral, UnaryOperator, VariableDeclarationKind,
 };
 use oxc_parser::Parser;
 use oxc_span::{GetSpan, Span};
@@ -24,8 +23,8 @@ use super::loader::{
     ModuleRequest, SourceFile,
 };
 use super::ops::{
-    self, get_property, is_truthy, iterate, own_entries, plain_object, strict_equals,
-    to_js_string, to_number, to_property_key, OpError, OpResult,
+    self, get_property, is_truthy, iterate, own_entries, plain_object, strict_equals, to_js_string,
+    to_number, to_property_key, OpError, OpResult,
 };
 use super::value::{number_to_string, truncate, Class, Function, PropertyMap, Value};
 use super::{SourceLocation, TypeScriptError};
@@ -170,7 +169,13 @@ impl ModuleEvaluator<'_> {
 
     // ----- declarations ---------------------------------------------------------------
 
-    fn declare(&mut self, name: &str, kind: DeclarationKind, binding: Binding, span: Span) -> EvalResult<()> {
+    fn declare(
+        &mut self,
+        name: &str,
+        kind: DeclarationKind,
+        binding: Binding,
+        span: Span,
+    ) -> EvalResult<()> {
         match self.declared.get(name) {
             Some(DeclarationKind::Var) if kind == DeclarationKind::Var => return Ok(()),
             Some(_) => {
@@ -234,13 +239,23 @@ impl ModuleEvaluator<'_> {
                 ExportDefaultDeclarationKind::FunctionDeclaration(function) => {
                     if let Some(id) = &function.id {
                         let value = local_function(format!("function `{}`", id.name));
-                        self.declare(&id.name, DeclarationKind::Other, Binding::Value(value), id.span)?;
+                        self.declare(
+                            &id.name,
+                            DeclarationKind::Other,
+                            Binding::Value(value),
+                            id.span,
+                        )?;
                     }
                     Ok(())
                 }
                 ExportDefaultDeclarationKind::ClassDeclaration(class) => {
                     if let Some(id) = &class.id {
-                        self.declare(&id.name, DeclarationKind::Other, Binding::Uninitialized, id.span)?;
+                        self.declare(
+                            &id.name,
+                            DeclarationKind::Other,
+                            Binding::Uninitialized,
+                            id.span,
+                        )?;
                     }
                     Ok(())
                 }
@@ -259,9 +274,19 @@ impl ModuleEvaluator<'_> {
                     pattern_names(&declarator.id, &mut names);
                     for (name, span) in names {
                         if is_var {
-                            self.declare(&name, DeclarationKind::Var, Binding::Value(Value::Undefined), span)?;
+                            self.declare(
+                                &name,
+                                DeclarationKind::Var,
+                                Binding::Value(Value::Undefined),
+                                span,
+                            )?;
                         } else {
-                            self.declare(&name, DeclarationKind::Other, Binding::Uninitialized, span)?;
+                            self.declare(
+                                &name,
+                                DeclarationKind::Other,
+                                Binding::Uninitialized,
+                                span,
+                            )?;
                         }
                     }
                 }
@@ -271,13 +296,23 @@ impl ModuleEvaluator<'_> {
             Declaration::FunctionDeclaration(function) if function.body.is_some() => {
                 if let Some(id) = &function.id {
                     let value = local_function(format!("function `{}`", id.name));
-                    self.declare(&id.name, DeclarationKind::Other, Binding::Value(value), id.span)?;
+                    self.declare(
+                        &id.name,
+                        DeclarationKind::Other,
+                        Binding::Value(value),
+                        id.span,
+                    )?;
                 }
                 Ok(())
             }
             Declaration::ClassDeclaration(class) if !class.declare => {
                 if let Some(id) = &class.id {
-                    self.declare(&id.name, DeclarationKind::Other, Binding::Uninitialized, id.span)?;
+                    self.declare(
+                        &id.name,
+                        DeclarationKind::Other,
+                        Binding::Uninitialized,
+                        id.span,
+                    )?;
                 }
                 Ok(())
             }
@@ -301,7 +336,9 @@ impl ModuleEvaluator<'_> {
                     variables.kind,
                     VariableDeclarationKind::Using | VariableDeclarationKind::AwaitUsing
                 ) {
-                    return Err(self.error(variables.span, "`using` declarations need real execution"));
+                    return Err(
+                        self.error(variables.span, "`using` declarations need real execution")
+                    );
                 }
                 for declarator in &variables.declarations {
                     let value = match &declarator.init {
@@ -318,7 +355,8 @@ impl ModuleEvaluator<'_> {
                 if let Some(id) = &class.id {
                     if !class.declare {
                         let value = local_function(format!("class `{}`", id.name));
-                        self.bindings.insert(id.name.to_string(), Binding::Value(value));
+                        self.bindings
+                            .insert(id.name.to_string(), Binding::Value(value));
                     }
                 }
                 Ok(())
@@ -499,7 +537,8 @@ impl ModuleEvaluator<'_> {
     fn bind_pattern_inner(&mut self, pattern: &BindingPattern<'_>, value: Value) -> EvalResult<()> {
         match pattern {
             BindingPattern::BindingIdentifier(id) => {
-                self.bindings.insert(id.name.to_string(), Binding::Value(value));
+                self.bindings
+                    .insert(id.name.to_string(), Binding::Value(value));
                 Ok(())
             }
             BindingPattern::AssignmentPattern(assignment) => {
@@ -603,7 +642,9 @@ impl ModuleEvaluator<'_> {
                         }
                         other => match other.as_expression() {
                             Some(expression) => elements.push(self.eval(expression)?),
-                            None => return Err(self.error(other.span(), "unsupported array element")),
+                            None => {
+                                return Err(self.error(other.span(), "unsupported array element"))
+                            }
                         },
                     }
                 }
@@ -659,8 +700,12 @@ impl ModuleEvaluator<'_> {
                     UnaryOperator::UnaryNegation => {
                         Ok(Value::Number(-self.at(span, to_number(&operand))?))
                     }
-                    UnaryOperator::UnaryPlus => Ok(Value::Number(self.at(span, to_number(&operand))?)),
-                    UnaryOperator::LogicalNot => Ok(Value::Bool(!self.at(span, is_truthy(&operand))?)),
+                    UnaryOperator::UnaryPlus => {
+                        Ok(Value::Number(self.at(span, to_number(&operand))?))
+                    }
+                    UnaryOperator::LogicalNot => {
+                        Ok(Value::Bool(!self.at(span, is_truthy(&operand))?))
+                    }
                     UnaryOperator::Void => Ok(Value::Undefined),
                     UnaryOperator::Typeof => match operand {
                         Value::Opaque(opaque) => self.at(span, Err(OpError::Opaque(opaque))),
@@ -668,7 +713,10 @@ impl ModuleEvaluator<'_> {
                     },
                     UnaryOperator::BitwiseNot | UnaryOperator::Delete => Err(self.error(
                         span,
-                        format!("the `{}` operator is not supported", unary.operator.as_str()),
+                        format!(
+                            "the `{}` operator is not supported",
+                            unary.operator.as_str()
+                        ),
                     )),
                 }
             }
@@ -713,7 +761,9 @@ impl ModuleEvaluator<'_> {
             Expression::ChainExpression(chain) => {
                 let value = match &chain.expression {
                     ChainElement::CallExpression(call) => self.call(call)?,
-                    ChainElement::TSNonNullExpression(inner) => self.chain_part(&inner.expression)?,
+                    ChainElement::TSNonNullExpression(inner) => {
+                        self.chain_part(&inner.expression)?
+                    }
                     other => match other.as_member_expression() {
                         Some(member) => self.member(member)?.map(|member| member.value),
                         None => return Err(self.error(other.span(), "unsupported optional chain")),
@@ -726,7 +776,9 @@ impl ModuleEvaluator<'_> {
             | Expression::ComputedMemberExpression(_) => {
                 Ok(self.chain_part(expression)?.unwrap_or(Value::Undefined))
             }
-            Expression::ArrowFunctionExpression(_) => Ok(local_function("an arrow function".into())),
+            Expression::ArrowFunctionExpression(_) => {
+                Ok(local_function("an arrow function".into()))
+            }
             Expression::FunctionExpression(function) => Ok(local_function(match &function.id {
                 Some(id) => format!("function `{}`", id.name),
                 None => "a function expression".into(),
@@ -748,7 +800,10 @@ impl ModuleEvaluator<'_> {
 
     fn string_literal(&self, literal: &StringLiteral<'_>) -> EvalResult<Value> {
         if literal.lone_surrogates {
-            return Err(self.error(literal.span, "strings with lone surrogates are not supported"));
+            return Err(self.error(
+                literal.span,
+                "strings with lone surrogates are not supported",
+            ));
         }
         Ok(Value::string(&literal.value))
     }
@@ -759,7 +814,10 @@ impl ModuleEvaluator<'_> {
             let cooked = match &quasi.value.cooked {
                 Some(cooked) if !quasi.lone_surrogates => cooked,
                 _ => {
-                    return Err(self.error(quasi.span, "unsupported escape sequence in template literal"));
+                    return Err(self.error(
+                        quasi.span,
+                        "unsupported escape sequence in template literal",
+                    ));
                 }
             };
             text.push_str(cooked);
@@ -774,14 +832,14 @@ impl ModuleEvaluator<'_> {
     fn identifier(&mut self, name: &str, span: Span) -> EvalResult<Value> {
         match self.bindings.get(name) {
             Some(Binding::Value(value)) => Ok(value.clone()),
-            Some(Binding::Uninitialized) => Err(self.error(
-                span,
-                format!("`{name}` is used before its declaration"),
-            )),
+            Some(Binding::Uninitialized) => {
+                Err(self.error(span, format!("`{name}` is used before its declaration")))
+            }
             Some(Binding::Import(binding)) => {
                 let binding = Rc::clone(binding);
                 let value = self.loader.resolve_import(&binding)?;
-                self.bindings.insert(name.to_owned(), Binding::Value(value.clone()));
+                self.bindings
+                    .insert(name.to_owned(), Binding::Value(value.clone()));
                 Ok(value)
             }
             None => match name {
@@ -806,10 +864,14 @@ impl ModuleEvaluator<'_> {
     fn property_key(&mut self, key: &PropertyKey<'_>, computed: bool) -> EvalResult<String> {
         if !computed {
             match key {
-                PropertyKey::StaticIdentifier(identifier) => return Ok(identifier.name.to_string()),
+                PropertyKey::StaticIdentifier(identifier) => {
+                    return Ok(identifier.name.to_string())
+                }
                 PropertyKey::StringLiteral(literal) => {
                     if literal.lone_surrogates {
-                        return Err(self.error(literal.span, "keys with lone surrogates are not supported"));
+                        return Err(
+                            self.error(literal.span, "keys with lone surrogates are not supported")
+                        );
                     }
                     return Ok(literal.value.to_string());
                 }
@@ -1011,8 +1073,7 @@ fn binary_operation(operator: BinaryOperator, left: &Value, right: &Value) -> Op
                 (Value::Number(a), Value::Number(b)) => a.partial_cmp(b),
                 _ => {
                     return Err(OpError::Message(
-                        "comparisons are supported between two numbers or two strings only"
-                            .into(),
+                        "comparisons are supported between two numbers or two strings only".into(),
                     ))
                 }
             };
@@ -1088,9 +1149,9 @@ fn statement_kind(statement: &Statement<'_>) -> &'static str {
         Statement::ExpressionStatement(_) => "the statement",
         Statement::BlockStatement(_) => "the block",
         Statement::IfStatement(_) => "the `if` statement",
-        Statement::ForStatement(_) | Statement::ForInStatement(_) | Statement::ForOfStatement(_) => {
-            "the `for` loop"
-        }
+        Statement::ForStatement(_)
+        | Statement::ForInStatement(_)
+        | Statement::ForOfStatement(_) => "the `for` loop",
         Statement::WhileStatement(_) | Statement::DoWhileStatement(_) => "the `while` loop",
         Statement::SwitchStatement(_) => "the `switch` statement",
         Statement::TryStatement(_) => "the `try` statement",
@@ -1172,17 +1233,11 @@ fn find_excessive_nesting(text: &str) -> Option<usize> {
             b')' | b']' => {
                 open.pop();
             }
-            b'>' => {
-                // Only a generic's closing `>` undoes an opening `<`.
-                if open.last() == Some(&b'<') {
-                    open.pop();
-                }
+            // Only a generic's closing `>` undoes an opening `<`.
+            b'>' if open.last() == Some(&b'<') => {
+                open.pop();
             }
-            b'}' => {
-                if open.pop() == Some(b'$') {
-                    in_template_text = true;
-                }
-            }
+            b'}' if open.pop() == Some(b'$') => in_template_text = true,
             _ => {}
         }
         if matches!(byte, b'!' | b'~' | b'+' | b'-') {

@@ -244,8 +244,10 @@ impl Loader {
         match evaluated {
             Ok(exports) => {
                 let exports = Rc::new(exports);
-                self.modules
-                    .insert(file.key.clone(), ModuleState::Evaluated(Rc::clone(&exports)));
+                self.modules.insert(
+                    file.key.clone(),
+                    ModuleState::Evaluated(Rc::clone(&exports)),
+                );
                 Ok(exports)
             }
             Err(error) => {
@@ -469,7 +471,8 @@ pub(crate) fn opaque_or_message(error: OpError, here: SourceLocation) -> TypeScr
 }
 
 fn is_json(path: &Path) -> bool {
-    path.extension().is_some_and(|extension| extension == "json")
+    path.extension()
+        .is_some_and(|extension| extension == "json")
 }
 
 /// `import data from './data.json'`: the parsed document is the default export.
@@ -483,9 +486,8 @@ fn json_module(source: &SourceFile) -> Result<ModuleExports, TypeScriptError> {
             },
             message: format!("invalid JSON: {error}"),
         })?;
-    let value = json_to_value(&document).map_err(|error| {
-        opaque_or_message(error, source.location(0))
-    })?;
+    let value =
+        json_to_value(&document).map_err(|error| opaque_or_message(error, source.location(0)))?;
     let mut entries = IndexMap::new();
     entries.insert("default".to_owned(), ExportEntry::Value(value));
     Ok(ModuleExports {
@@ -501,13 +503,10 @@ fn json_to_value(document: &serde_json::Value) -> Result<Value, OpError> {
         serde_json::Value::Bool(value) => Value::Bool(*value),
         serde_json::Value::Number(number) => Value::Number(number.as_f64().unwrap_or(f64::NAN)),
         serde_json::Value::String(text) => Value::string(text),
-        serde_json::Value::Array(items) => Value::array(
-            items
-                .iter()
-                .map(json_to_value)
-                .collect::<Result<_, _>>()?,
-        )
-        .map_err(super::ops::too_deep)?,
+        serde_json::Value::Array(items) => {
+            Value::array(items.iter().map(json_to_value).collect::<Result<_, _>>()?)
+                .map_err(super::ops::too_deep)?
+        }
         serde_json::Value::Object(map) => {
             let mut props = PropertyMap::new();
             for (key, value) in map {
@@ -559,15 +558,19 @@ fn resolve_file(request: &ModuleRequest) -> Result<ResolvedFile, TypeScriptError
     Err(TypeScriptError::Import {
         location: request.location.clone(),
         specifier: request.specifier.clone(),
-        reason: format!(
-            "no such module (looked for {} and {}/index.ts)",
-            if names_directory {
-                base.display().to_string()
-            } else {
-                format!("{}{{,.ts,.tsx,.js,...}}", base.display())
-            },
-            base.display()
-        ),
+        reason: if names_directory {
+            format!(
+                "no such module (looked for {}/index.ts and friends)",
+                base.display()
+            )
+        } else {
+            format!(
+                "no such module (looked for {} as is, with .ts/.tsx/.mts/.cts/.js/.mjs/.jsx, \
+                 and {}/index.ts)",
+                base.display(),
+                base.display()
+            )
+        },
     })
 }
 
@@ -585,10 +588,7 @@ fn normalize(path: &Path) -> PathBuf {
         match component {
             Component::CurDir => {}
             Component::ParentDir => {
-                let can_pop = matches!(
-                    out.components().next_back(),
-                    Some(Component::Normal(_))
-                );
+                let can_pop = matches!(out.components().next_back(), Some(Component::Normal(_)));
                 if can_pop {
                     out.pop();
                 } else if !matches!(

@@ -116,7 +116,10 @@ impl fmt::Display for SourceLocation {
 #[derive(Debug, thiserror::Error)]
 pub enum TypeScriptError {
     #[error("{}: cannot read schema file: {error}", path.display())]
-    Read { path: PathBuf, error: std::io::Error },
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 
     #[error("{location}: syntax error: {message}")]
     Syntax {
@@ -156,7 +159,9 @@ pub enum TypeScriptError {
         message: String,
     },
 
-    #[error("{location}: nested too deeply (more than {limit} levels); simplify the schema module")]
+    #[error(
+        "{location}: nested too deeply (more than {limit} levels); simplify the schema module"
+    )]
     TooDeep {
         location: SourceLocation,
         limit: usize,

@@ -51,10 +51,9 @@ pub(crate) fn too_deep(_: TooDeep) -> OpError {
 /// `value[key]` for a key that is already a property key string.
 pub(crate) fn get_property(value: &Value, key: &str) -> OpResult<Value> {
     match value {
-        Value::Undefined | Value::Null => Err(format!(
-            "cannot read property `{key}` of {}",
-            value.describe()
-        ).into()),
+        Value::Undefined | Value::Null => {
+            Err(format!("cannot read property `{key}` of {}", value.describe()).into())
+        }
         Value::Bool(_) | Value::Number(_) | Value::Function(_) => Ok(Value::Undefined),
         Value::String(text) => {
             if key == "length" {
@@ -70,9 +69,11 @@ pub(crate) fn get_property(value: &Value, key: &str) -> OpResult<Value> {
                 return Ok(Value::Number(array.elements.len() as f64));
             }
             match key.parse::<usize>() {
-                Ok(index) if index.to_string() == key => {
-                    Ok(array.elements.get(index).cloned().unwrap_or(Value::Undefined))
-                }
+                Ok(index) if index.to_string() == key => Ok(array
+                    .elements
+                    .get(index)
+                    .cloned()
+                    .unwrap_or(Value::Undefined)),
                 _ => Ok(Value::Undefined),
             }
         }
@@ -90,7 +91,7 @@ pub(crate) fn get_property(value: &Value, key: &str) -> OpResult<Value> {
                 })));
             }
             if object.class == Class::InstantPackageNamespace {
-                    return Ok(Value::opaque(
+                return Ok(Value::opaque(
                     None,
                     format!(
                         "`{key}` from an `@instantdb/*` package is not part of the schema DSL; \
@@ -126,10 +127,9 @@ fn string_code_unit(text: &str, index: usize) -> OpResult<Value> {
 pub(crate) fn own_entries(value: &Value, nullish_ok: bool) -> OpResult<Vec<(String, Value)>> {
     match value {
         Value::Undefined | Value::Null if nullish_ok => Ok(Vec::new()),
-        Value::Undefined | Value::Null => Err(format!(
-            "cannot convert {} to an object",
-            value.describe()
-        ).into()),
+        Value::Undefined | Value::Null => {
+            Err(format!("cannot convert {} to an object", value.describe()).into())
+        }
         Value::Bool(_) | Value::Number(_) | Value::Function(_) => Ok(Vec::new()),
         Value::String(text) => {
             let mut entries = Vec::new();
@@ -139,7 +139,10 @@ pub(crate) fn own_entries(value: &Value, nullish_ok: bool) -> OpResult<Vec<(Stri
                                 Multilingual Plane is not supported"
                         .into());
                 }
-                entries.push((index.to_string(), Value::string(ch.encode_utf8(&mut [0; 4]))));
+                entries.push((
+                    index.to_string(),
+                    Value::string(ch.encode_utf8(&mut [0; 4])),
+                ));
             }
             Ok(entries)
         }
@@ -229,7 +232,10 @@ pub(crate) fn to_number(value: &Value) -> OpResult<f64> {
                 return Ok(0.0);
             }
             // Decimal literals only; Rust would also accept "inf"/"nan", JavaScript does not.
-            if trimmed.chars().all(|ch| ch.is_ascii_digit() || ".eE+-".contains(ch)) {
+            if trimmed
+                .chars()
+                .all(|ch| ch.is_ascii_digit() || ".eE+-".contains(ch))
+            {
                 Ok(trimmed.parse().unwrap_or(f64::NAN))
             } else if trimmed == "Infinity" || trimmed == "+Infinity" {
                 Ok(f64::INFINITY)
@@ -239,14 +245,16 @@ pub(crate) fn to_number(value: &Value) -> OpResult<f64> {
                 Err(format!(
                     "converting {} to a number is not supported",
                     value.describe()
-                ).into())
+                )
+                .into())
             }
         }
         Value::Opaque(opaque) => Err(OpError::Opaque(Rc::clone(opaque))),
         other => Err(format!(
             "converting {} to a number is not supported",
             other.describe()
-        ).into()),
+        )
+        .into()),
     }
 }
 

@@ -236,7 +236,9 @@ fn every_export_default_form_is_found() {
 
 #[test]
 fn missing_schema_export_is_reported() {
-    let text = error_text(eval_text("import { i } from '@instantdb/core';\nexport const other = 1;"));
+    let text = error_text(eval_text(
+        "import { i } from '@instantdb/core';\nexport const other = 1;",
+    ));
     assert_eq!(
         text,
         "instant.schema.ts: no schema export (expected `export default`, or an export named \
@@ -306,7 +308,10 @@ fn missing_relative_import_names_specifier_and_importer() {
         "import { i } from '@instantdb/core';\nimport { a } from './nope';\nexport default i.schema({ entities: { a } });\n",
     );
     let text = error_text(evaluate_schema_file(&entry));
-    let prefix = format!("{}:2:1: cannot import `./nope`: no such module", entry.display());
+    let prefix = format!(
+        "{}:2:1: cannot import `./nope`: no such module",
+        entry.display()
+    );
     assert!(text.starts_with(&prefix), "{text}");
 }
 
@@ -338,7 +343,10 @@ fn syntax_errors_carry_line_and_column() {
     let text = error_text(eval_text(
         "import { i } from '@instantdb/core';\nconst a = {\n  b: i.string(),,\n};\n",
     ));
-    assert!(text.starts_with("instant.schema.ts:3:17: syntax error: "), "{text}");
+    assert!(
+        text.starts_with("instant.schema.ts:3:17: syntax error: "),
+        "{text}"
+    );
 }
 
 #[test]
@@ -369,8 +377,14 @@ fn unknown_value_type_and_modifier_are_named() {
 #[test]
 fn import_cycles_are_reported() {
     let tree = TempTree::new("cycle");
-    tree.write("a.ts", "import { b } from './b';\nexport const a = { b };\n");
-    tree.write("b.ts", "import { a } from './a';\nexport const b = { a };\n");
+    tree.write(
+        "a.ts",
+        "import { b } from './b';\nexport const a = { b };\n",
+    );
+    tree.write(
+        "b.ts",
+        "import { a } from './a';\nexport const b = { a };\n",
+    );
     let entry = tree.write(
         "instant.schema.ts",
         "import { i } from '@instantdb/core';\nimport { a } from './a';\nexport default i.schema({ entities: a });\n",
@@ -386,13 +400,34 @@ fn import_cycles_are_reported() {
 #[test]
 fn execution_is_refused_with_location() {
     let cases = [
-        ("const x = foo();\nexport default x;", "instant.schema.ts:2:11: `foo` is not defined"),
-        ("const x = new Map();\nexport default x;", "instant.schema.ts:2:11: cannot evaluate the `new` expression `new Map()`"),
-        ("for (const a of []) {}\nexport default 1;", "instant.schema.ts:2:1: cannot evaluate the `for` loop"),
-        ("export default y;\nconst y = 1;", "instant.schema.ts:2:16: `y` is used before its declaration"),
-        ("function make() { return 1 }\nexport default make();", "instant.schema.ts:3:16: cannot call function `make` (`make`)"),
-        ("export default [1, 2].map((x) => x);", "instant.schema.ts:2:16: cannot call `[1, 2].map`"),
-        ("export default 5;", "instant.schema.ts: the `default` export is number 5, not a schema object"),
+        (
+            "const x = foo();\nexport default x;",
+            "instant.schema.ts:2:11: `foo` is not defined",
+        ),
+        (
+            "const x = new Map();\nexport default x;",
+            "instant.schema.ts:2:11: cannot evaluate the `new` expression `new Map()`",
+        ),
+        (
+            "for (const a of []) {}\nexport default 1;",
+            "instant.schema.ts:2:1: cannot evaluate the `for` loop",
+        ),
+        (
+            "export default y;\nconst y = 1;",
+            "instant.schema.ts:2:16: `y` is used before its declaration",
+        ),
+        (
+            "function make() { return 1 }\nexport default make();",
+            "instant.schema.ts:3:16: cannot call function `make` (`make`)",
+        ),
+        (
+            "export default [1, 2].map((x) => x);",
+            "instant.schema.ts:2:16: cannot call `[1, 2].map`",
+        ),
+        (
+            "export default 5;",
+            "instant.schema.ts: the `default` export is number 5, not a schema object",
+        ),
     ];
     for (body, expected_prefix) in cases {
         let source = format!("import {{ i }} from '@instantdb/core';\n{body}\n");

@@ -70,7 +70,10 @@ pub(crate) enum Function {
     /// `i.string`, `i.schema`, ...
     Builder(BuilderFn),
     /// A prototype method read from an instance, bound to it (`attr.optional`).
-    Method { receiver: Rc<Object>, method: Method },
+    Method {
+        receiver: Rc<Object>,
+        method: Method,
+    },
     /// A function or class written in the module itself; calling it needs real execution.
     Local { description: String },
 }
@@ -307,7 +310,11 @@ impl Value {
 
 impl Object {
     pub fn new(class: Class, props: PropertyMap) -> Result<Object, TooDeep> {
-        let depth = 1 + props.iter().map(|(_, value)| value.depth()).max().unwrap_or(0);
+        let depth = 1 + props
+            .iter()
+            .map(|(_, value)| value.depth())
+            .max()
+            .unwrap_or(0);
         if depth > MAX_VALUE_DEPTH {
             return Err(TooDeep);
         }
@@ -336,7 +343,12 @@ pub(crate) fn number_to_string(number: f64) -> String {
         return "0".into();
     }
     if number.is_infinite() {
-        return if number > 0.0 { "Infinity" } else { "-Infinity" }.into();
+        return if number > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        }
+        .into();
     }
     if number < 0.0 {
         return format!("-{}", number_to_string(-number));
@@ -357,7 +369,7 @@ pub(crate) fn number_to_string(number: f64) -> String {
     } else if -6 < n && n <= 0 {
         format!("0.{}{digits}", "0".repeat((-n) as usize))
     } else {
-        let sign = if n - 1 >= 0 { "+" } else { "-" };
+        let sign = if n > 0 { "+" } else { "-" };
         let (first, rest) = digits.split_at(1);
         let rest = if rest.is_empty() {
             String::new()
@@ -368,16 +380,23 @@ pub(crate) fn number_to_string(number: f64) -> String {
     }
 }
 
-/// A JavaScript number as `JSON.stringify` writes it: integers without a fraction,
-/// non-finite numbers as `null`.
+/// A JavaScript number as `JSON.stringify` writes it: non-finite numbers as `null`, and
+/// integral numbers below 1e21 (which JavaScript prints as plain digits) as JSON integers
+/// whenever they fit one, so the value equals what parsing Node's output gives.
 pub(crate) fn number_to_json(number: f64) -> serde_json::Value {
-    const MAX_SAFE: f64 = 9_007_199_254_740_992.0; // 2^53
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
     if !number.is_finite() {
         return serde_json::Value::Null;
     }
-    if number.fract() == 0.0 && number.abs() <= MAX_SAFE {
-        // Also turns -0 into 0, as JSON.stringify does.
-        return serde_json::Value::Number((number as i64).into());
+    if number.fract() == 0.0 && number.abs() < 1e21 {
+        // `-0.0 >= 0.0`, so negative zero prints as 0, as in JavaScript.
+        if (0.0..TWO_POW_64).contains(&number) {
+            return serde_json::Value::Number((number as u64).into());
+        }
+        if (-TWO_POW_63..0.0).contains(&number) {
+            return serde_json::Value::Number((number as i64).into());
+        }
     }
     serde_json::Number::from_f64(number)
         .map(serde_json::Value::Number)
@@ -406,6 +425,22 @@ mod tests {
         ];
         for (number, expected) in cases {
             assert_eq!(number_to_string(number), expected, "{number:?}");
+        }
+    }
+
+    #[test]
+    fn integral_numbers_become_json_integers() {
+        let cases = [
+            (-0.0, "0"),
+            (3.0, "3"),
+            (-7.0, "-7"),
+            (9_007_199_254_740_994.0, "9007199254740994"),
+            (1.5, "1.5"),
+            (f64::NAN, "null"),
+            (f64::NEG_INFINITY, "null"),
+        ];
+        for (number, expected) in cases {
+            assert_eq!(number_to_json(number).to_string(), expected, "{number:?}");
         }
     }
 
