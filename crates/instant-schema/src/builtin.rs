@@ -76,8 +76,14 @@ mod tests {
     #[test]
     fn every_builtin_loads_and_validates() {
         for builtin in BuiltinSchema::ALL {
-            let loaded = builtin.load().unwrap_or_else(|err| panic!("{}: {err}", builtin.name()));
-            assert!(!loaded.dsl().entities.is_empty(), "{} has entities", builtin.name());
+            let loaded = builtin
+                .load()
+                .unwrap_or_else(|err| panic!("{}: {err}", builtin.name()));
+            assert!(
+                !loaded.dsl().entities.is_empty(),
+                "{} has entities",
+                builtin.name()
+            );
         }
     }
 

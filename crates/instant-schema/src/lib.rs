@@ -9,18 +9,18 @@
 //! relative imports they name.
 
 pub mod builtin;
+mod load;
 pub mod model;
 pub mod phase1;
 pub mod plan;
 pub mod server;
 pub mod severity;
 pub mod typescript;
-mod load;
 
+pub use builtin::{load_schema, BuiltinSchema};
 pub use load::{
     document_from_json, load_schema_file, load_schema_json, load_schema_typescript, LoadedSchema,
     SchemaDocument, SchemaError, SchemaFormat,
 };
-pub use builtin::{load_schema, BuiltinSchema};
 pub use model::{Attr, Cardinality, Entity, Link, LinkEnd, Schema, ShapeError, ValueType};
 pub use server::{AttrKind, Identity, ServerAttr, ServerSchema};

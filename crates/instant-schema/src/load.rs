@@ -170,7 +170,11 @@ pub fn load_schema_json(path: &Path, text: &str) -> Result<LoadedSchema, SchemaE
     checked(path, format, document)
 }
 
-fn checked(path: &Path, format: SchemaFormat, document: SchemaDocument) -> Result<LoadedSchema, SchemaError> {
+fn checked(
+    path: &Path,
+    format: SchemaFormat,
+    document: SchemaDocument,
+) -> Result<LoadedSchema, SchemaError> {
     if let SchemaDocument::Dsl(schema) = &document {
         let problems = schema.validate();
         if !problems.is_empty() {
@@ -197,10 +201,16 @@ pub fn document_from_json(value: &Value) -> Result<(SchemaFormat, SchemaDocument
         .as_object()
         .ok_or_else(|| shape_error("expected a JSON object holding a schema"))?;
     if root.contains_key("entities") {
-        return Ok((SchemaFormat::Json, SchemaDocument::Dsl(Schema::from_dsl_json(value)?)));
+        return Ok((
+            SchemaFormat::Json,
+            SchemaDocument::Dsl(Schema::from_dsl_json(value)?),
+        ));
     }
     if root.contains_key("refs") || root.contains_key("blobs") {
-        return Ok((SchemaFormat::Server, SchemaDocument::Server(ServerSchema::from_json(value)?)));
+        return Ok((
+            SchemaFormat::Server,
+            SchemaDocument::Server(ServerSchema::from_json(value)?),
+        ));
     }
     if let Some(inner @ Value::Object(inner_obj)) = root.get("schema") {
         let prefix = |source: ShapeError| ShapeError {
@@ -256,7 +266,8 @@ mod tests {
         .iter()
         .map(|text| load(text).unwrap().format.as_str())
         .collect();
-        expect![[r#"["json", "json:wrapped", "server", "server:wrapped"]"#]].assert_eq(&format!("{formats:?}"));
+        expect![[r#"["json", "json:wrapped", "server", "server:wrapped"]"#]]
+            .assert_eq(&format!("{formats:?}"));
     }
 
     #[test]
@@ -268,7 +279,10 @@ mod tests {
             r#"{"schema":{"entities":{"a":{"attrs":{"x":{"valueType":"text"}}}}}}"#,
             r#"{"entities":{"a":{"attrs":{}}},"links":{"l":{"forward":{"on":"a","has":"one","label":"b"},"reverse":{"on":"zzz","has":"many","label":"c"}}}}"#,
         ];
-        let messages: Vec<String> = cases.iter().map(|text| load(text).unwrap_err().to_string()).collect();
+        let messages: Vec<String> = cases
+            .iter()
+            .map(|text| load(text).unwrap_err().to_string())
+            .collect();
         expect![[r#"
             [
                 "in.json:2:8: invalid JSON: expected value",

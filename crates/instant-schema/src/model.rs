@@ -191,25 +191,37 @@ impl Schema {
     /// Reads the DSL serialisation `{entities, links, rooms}`. Each entity's own `links` map is
     /// ignored (it is derived from `links`).
     pub fn from_dsl_json(value: &Value) -> Result<Schema, ShapeError> {
-        let root = value
-            .as_object()
-            .ok_or_else(|| shape_err("(root)", format!("expected an object, found {}", kind(value))))?;
+        let root = value.as_object().ok_or_else(|| {
+            shape_err(
+                "(root)",
+                format!("expected an object, found {}", kind(value)),
+            )
+        })?;
         let entities_value = root
             .get("entities")
             .ok_or_else(|| shape_err("(root)", "missing `entities`"))?;
         let entities_obj = entities_value.as_object().ok_or_else(|| {
-            shape_err("entities", format!("expected an object, found {}", kind(entities_value)))
+            shape_err(
+                "entities",
+                format!("expected an object, found {}", kind(entities_value)),
+            )
         })?;
         let mut entities = IndexMap::new();
         for (name, entity_value) in entities_obj {
             let at = format!("entities.{name}");
-            let entity_obj = entity_value
-                .as_object()
-                .ok_or_else(|| shape_err(&at, format!("expected an object, found {}", kind(entity_value))))?;
+            let entity_obj = entity_value.as_object().ok_or_else(|| {
+                shape_err(
+                    &at,
+                    format!("expected an object, found {}", kind(entity_value)),
+                )
+            })?;
             let mut attrs = IndexMap::new();
             if let Some(attrs_value) = entity_obj.get("attrs") {
                 let attrs_obj = attrs_value.as_object().ok_or_else(|| {
-                    shape_err(format!("{at}.attrs"), format!("expected an object, found {}", kind(attrs_value)))
+                    shape_err(
+                        format!("{at}.attrs"),
+                        format!("expected an object, found {}", kind(attrs_value)),
+                    )
                 })?;
                 for (label, attr_value) in attrs_obj {
                     let attr = attr_from_dsl(&format!("{at}.attrs.{label}"), attr_value)?;
@@ -226,11 +238,17 @@ impl Schema {
             None | Some(Value::Null) => {}
             Some(Value::Object(links_obj)) => {
                 for (name, link_value) in links_obj {
-                    links.insert(name.clone(), link_from_dsl(&format!("links.{name}"), link_value)?);
+                    links.insert(
+                        name.clone(),
+                        link_from_dsl(&format!("links.{name}"), link_value)?,
+                    );
                 }
             }
             Some(other) => {
-                return Err(shape_err("links", format!("expected an object, found {}", kind(other))))
+                return Err(shape_err(
+                    "links",
+                    format!("expected an object, found {}", kind(other)),
+                ))
             }
         }
         let rooms = root.get("rooms").cloned();
@@ -250,7 +268,10 @@ impl Schema {
         let mut claimed: IndexMap<(String, String), String> = IndexMap::new();
         for (entity, def) in &self.entities {
             for label in def.attrs.keys() {
-                claimed.insert((entity.clone(), label.clone()), format!("attribute `{entity}.{label}`"));
+                claimed.insert(
+                    (entity.clone(), label.clone()),
+                    format!("attribute `{entity}.{label}`"),
+                );
             }
         }
         for (name, link) in &self.links {
@@ -259,7 +280,10 @@ impl Schema {
                 if !self.entities.contains_key(&end.on) && !is_system_namespace(&end.on) {
                     problems.push(shape_err(
                         format!("{at}.on"),
-                        format!("link `{name}` points at `{}`, which is not an entity of this schema", end.on),
+                        format!(
+                            "link `{name}` points at `{}`, which is not an entity of this schema",
+                            end.on
+                        ),
                     ));
                 }
                 let key = (end.on.clone(), end.label.clone());
@@ -287,10 +311,16 @@ impl Schema {
         let mut reverse = IndexMap::new();
         for link in self.links.values() {
             if link.forward.on == entity {
-                forward.insert(link.forward.label.clone(), (link.reverse.on.clone(), link.forward.has));
+                forward.insert(
+                    link.forward.label.clone(),
+                    (link.reverse.on.clone(), link.forward.has),
+                );
             }
             if link.reverse.on == entity {
-                reverse.insert(link.reverse.label.clone(), (link.forward.on.clone(), link.reverse.has));
+                reverse.insert(
+                    link.reverse.label.clone(),
+                    (link.forward.on.clone(), link.reverse.has),
+                );
             }
         }
         for (label, target) in reverse {
@@ -317,9 +347,12 @@ fn kind(value: &Value) -> &'static str {
 }
 
 fn attr_from_dsl(at: &str, value: &Value) -> Result<Attr, ShapeError> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| shape_err(at, format!("expected an attribute object, found {}", kind(value))))?;
+    let obj = value.as_object().ok_or_else(|| {
+        shape_err(
+            at,
+            format!("expected an attribute object, found {}", kind(value)),
+        )
+    })?;
     let value_type = match obj.get("valueType") {
         Some(Value::String(text)) => ValueType::parse(text).ok_or_else(|| {
             shape_err(
@@ -336,14 +369,20 @@ fn attr_from_dsl(at: &str, value: &Value) -> Result<Attr, ShapeError> {
         match value {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(shape_err(format!("{at}.{name}"), format!("expected a boolean, found {}", kind(other)))),
+            Some(other) => Err(shape_err(
+                format!("{at}.{name}"),
+                format!("expected a boolean, found {}", kind(other)),
+            )),
         }
     };
     let config = match obj.get("config") {
         None | Some(Value::Null) => None,
         Some(Value::Object(config)) => Some(config),
         Some(other) => {
-            return Err(shape_err(format!("{at}.config"), format!("expected an object, found {}", kind(other))))
+            return Err(shape_err(
+                format!("{at}.config"),
+                format!("expected an object, found {}", kind(other)),
+            ))
         }
     };
     // The server reads `required` and `config.{indexed,unique}` only; `isIndexed` is the
@@ -382,20 +421,30 @@ fn link_end_from_dsl(at: &str, value: Option<&Value>) -> Result<LinkEnd, ShapeEr
         match obj.get(name) {
             Some(Value::String(text)) if !text.is_empty() => Ok(text.clone()),
             Some(Value::String(_)) => Err(shape_err(format!("{at}.{name}"), "must not be empty")),
-            Some(other) => Err(shape_err(format!("{at}.{name}"), format!("expected a string, found {}", kind(other)))),
+            Some(other) => Err(shape_err(
+                format!("{at}.{name}"),
+                format!("expected a string, found {}", kind(other)),
+            )),
             None => Err(shape_err(at, format!("missing `{name}`"))),
         }
     };
     let on = text("on")?;
     let label = text("label")?;
     let has_text = text("has")?;
-    let has = Cardinality::parse(&has_text)
-        .ok_or_else(|| shape_err(format!("{at}.has"), format!("expected \"one\" or \"many\", found \"{has_text}\"")))?;
+    let has = Cardinality::parse(&has_text).ok_or_else(|| {
+        shape_err(
+            format!("{at}.has"),
+            format!("expected \"one\" or \"many\", found \"{has_text}\""),
+        )
+    })?;
     let required = match obj.get("required") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(other) => {
-            return Err(shape_err(format!("{at}.required"), format!("expected a boolean, found {}", kind(other))))
+            return Err(shape_err(
+                format!("{at}.required"),
+                format!("expected a boolean, found {}", kind(other)),
+            ))
         }
     };
     let on_delete = match obj.get("onDelete") {

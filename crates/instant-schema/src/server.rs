@@ -63,7 +63,11 @@ pub struct ServerAttr {
     pub cardinality: Cardinality,
     #[serde(rename = "forward-identity")]
     pub forward_identity: Identity,
-    #[serde(rename = "reverse-identity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reverse-identity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reverse_identity: Option<Identity>,
     #[serde(rename = "unique?", default)]
     pub unique: bool,
@@ -71,11 +75,19 @@ pub struct ServerAttr {
     pub index: bool,
     #[serde(rename = "required?", default)]
     pub required: bool,
-    #[serde(rename = "checked-data-type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "checked-data-type",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub checked_data_type: Option<String>,
     #[serde(rename = "on-delete", default, skip_serializing_if = "Option::is_none")]
     pub on_delete: Option<String>,
-    #[serde(rename = "on-delete-reverse", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "on-delete-reverse",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_delete_reverse: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<String>,
@@ -121,8 +133,9 @@ impl Serialize for Cardinality {
 impl<'de> Deserialize<'de> for Cardinality {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Cardinality::parse(&text)
-            .ok_or_else(|| serde::de::Error::custom(format!("expected \"one\" or \"many\", found \"{text}\"")))
+        Cardinality::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("expected \"one\" or \"many\", found \"{text}\""))
+        })
     }
 }
 
@@ -165,7 +178,10 @@ impl ServerSchema {
                 })?;
                 let entry = schema.blobs.entry(etype.clone()).or_default();
                 for (label, attr) in attrs {
-                    entry.insert(label.clone(), parse_attr(&format!("blobs.{etype}.{label}"), attr)?);
+                    entry.insert(
+                        label.clone(),
+                        parse_attr(&format!("blobs.{etype}.{label}"), attr)?,
+                    );
                 }
             }
         }
@@ -174,7 +190,10 @@ impl ServerSchema {
 
     /// Every attribute, blobs first (namespace by namespace), then refs.
     pub fn attrs(&self) -> impl Iterator<Item = &ServerAttr> {
-        self.blobs.values().flat_map(|attrs| attrs.values()).chain(self.refs.values())
+        self.blobs
+            .values()
+            .flat_map(|attrs| attrs.values())
+            .chain(self.refs.values())
     }
 
     /// The DSL view of this schema: namespaces and their typed attributes (without `id`), and
@@ -207,7 +226,9 @@ impl ServerSchema {
         }
         let mut links = IndexMap::new();
         for attr in self.refs.values() {
-            let Some(reverse) = &attr.reverse_identity else { continue };
+            let Some(reverse) = &attr.reverse_identity else {
+                continue;
+            };
             let forward = &attr.forward_identity;
             for etype in [&forward.etype, &reverse.etype] {
                 if !entities.contains_key(etype.as_str()) {
@@ -233,7 +254,11 @@ impl ServerSchema {
                     },
                     LinkEnd {
                         on: reverse.etype.clone(),
-                        has: if attr.unique { Cardinality::One } else { Cardinality::Many },
+                        has: if attr.unique {
+                            Cardinality::One
+                        } else {
+                            Cardinality::Many
+                        },
                         label: reverse.label.clone(),
                         required: None,
                         on_delete: attr.on_delete_reverse.clone(),
@@ -347,7 +372,10 @@ mod tests {
     #[test]
     fn server_form_reads_and_converts_to_dsl() {
         let server = ServerSchema::from_json(&pulled()).unwrap();
-        assert_eq!(server.blobs["todos"]["title"].extra["inferred-types"], json!(["string"]));
+        assert_eq!(
+            server.blobs["todos"]["title"].extra["inferred-types"],
+            json!(["string"])
+        );
         let dsl = server.to_dsl();
         expect![[r#"{"entities":{"todos":{"attrs":{"title":{"valueType":"string","required":true,"isIndexed":true,"config":{"indexed":true,"unique":false},"metadata":{}}},"links":{"owner":{"entityName":"users","cardinality":"one"}}},"users":{"attrs":{},"links":{"todos":{"entityName":"todos","cardinality":"many"}}}},"links":{"todosOwner":{"forward":{"on":"todos","has":"one","label":"owner","required":true,"onDelete":"cascade"},"reverse":{"on":"users","has":"many","label":"todos"}}},"rooms":{}}"#]]
         .assert_eq(&serde_json::to_string(&dsl).unwrap());
@@ -366,6 +394,7 @@ mod tests {
         let mut doc = pulled();
         doc["blobs"]["todos"]["title"]["cardinality"] = json!("lots");
         let err = ServerSchema::from_json(&doc).unwrap_err();
-        expect![[r#"blobs.todos.title: expected "one" or "many", found "lots""#]].assert_eq(&err.to_string());
+        expect![[r#"blobs.todos.title: expected "one" or "many", found "lots""#]]
+            .assert_eq(&err.to_string());
     }
 }

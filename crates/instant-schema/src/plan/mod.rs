@@ -65,7 +65,8 @@ pub fn existing_app_schema(schema: &crate::model::Schema) -> ServerSchema {
     }
     let assign = |attr: &mut ServerAttr| {
         let forward = &mut attr.forward_identity;
-        attr.id.get_or_insert_with(|| new_attr_id(&forward.etype, &forward.label));
+        attr.id
+            .get_or_insert_with(|| new_attr_id(&forward.etype, &forward.label));
         forward
             .id
             .get_or_insert_with(|| new_ident_id(&forward.etype, &forward.label));
@@ -75,7 +76,11 @@ pub fn existing_app_schema(schema: &crate::model::Schema) -> ServerSchema {
                 .get_or_insert_with(|| new_ident_id(&reverse.etype, &reverse.label));
         }
     };
-    server.blobs.values_mut().flat_map(|attrs| attrs.values_mut()).for_each(assign);
+    server
+        .blobs
+        .values_mut()
+        .flat_map(|attrs| attrs.values_mut())
+        .for_each(assign);
     server.refs.values_mut().for_each(assign);
     server
 }

@@ -58,7 +58,11 @@ fn render_schema(loaded: &LoadedSchema, schema: &Schema) -> String {
         let _ = writeln!(out, "\n{name}");
         let width = entity.attrs.keys().map(String::len).max().unwrap_or(0);
         for (label, attr) in &entity.attrs {
-            let mut flags = vec![if attr.required { "required" } else { "optional" }];
+            let mut flags = vec![if attr.required {
+                "required"
+            } else {
+                "optional"
+            }];
             if attr.indexed {
                 flags.push("indexed");
             }
@@ -236,7 +240,12 @@ fn phase1(args: SchemaPhase1Args, json: bool) -> anyhow::Result<Outcome> {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("{}: cannot read", path.display()))?;
             let value: serde_json::Value = serde_json::from_str(&text).map_err(|err| {
-                anyhow::anyhow!("{}:{}:{}: invalid JSON", path.display(), err.line(), err.column())
+                anyhow::anyhow!(
+                    "{}:{}:{}: invalid JSON",
+                    path.display(),
+                    err.line(),
+                    err.column()
+                )
             })?;
             Some(value)
         }
@@ -255,7 +264,10 @@ fn phase1(args: SchemaPhase1Args, json: bool) -> anyhow::Result<Outcome> {
         generated_at: now_rfc3339(),
         source_schema: args.schema_file.clone(),
         schema_type: Some(loaded.format.as_str().to_string()),
-        diagnostics_file: args.diagnostics.as_ref().map(|path| path.display().to_string()),
+        diagnostics_file: args
+            .diagnostics
+            .as_ref()
+            .map(|path| path.display().to_string()),
     };
     let mut report = serde_json::to_vec_pretty(&result.to_report(&meta))?;
     report.push(b'\n');

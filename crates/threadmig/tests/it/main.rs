@@ -29,7 +29,10 @@ pub fn threadmig(args: &[&str], cwd: Option<&Path>) -> Run {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The schema fixtures of the schema crate.

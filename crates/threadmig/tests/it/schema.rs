@@ -14,7 +14,10 @@ fn show_json_of_typescript_round_trips_through_json() {
     assert_eq!(first.code, 0, "{}", first.stderr);
     let json_path = dir.join("schema.json");
     std::fs::write(&json_path, &first.stdout).unwrap();
-    let second = threadmig(&["schema", "show", json_path.to_str().unwrap(), "--json"], None);
+    let second = threadmig(
+        &["schema", "show", json_path.to_str().unwrap(), "--json"],
+        None,
+    );
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert_eq!(first.stdout, second.stdout);
     assert!(first.stdout.starts_with("{\"entities\":{"));
@@ -63,7 +66,12 @@ fn show_bad_input_is_one_clear_line_with_exit_two() {
         let run = threadmig(&["schema", "show", file], Some(&dir));
         assert_eq!(run.code, 2, "{file}: {}", run.stderr);
         assert!(run.stdout.is_empty(), "{file}: nothing on stdout");
-        assert_eq!(run.stderr.lines().count(), 1, "{file}: one line: {}", run.stderr);
+        assert_eq!(
+            run.stderr.lines().count(),
+            1,
+            "{file}: one line: {}",
+            run.stderr
+        );
         seen.push(redact(run.stderr.trim_end()));
     }
     expect![[r#"
@@ -83,7 +91,8 @@ fn show_rejects_two_links_claiming_one_label() {
     let run = threadmig(&["schema", "show", &file], None);
     assert_eq!(run.code, 2);
     assert!(
-        run.stderr.contains("`organization_organizations->externalConnections` is claimed twice"),
+        run.stderr
+            .contains("`organization_organizations->externalConnections` is claimed twice"),
         "{}",
         run.stderr
     );
@@ -91,7 +100,16 @@ fn show_rejects_two_links_claiming_one_label() {
 
 #[test]
 fn diff_legacy_to_thread_v1_is_an_additive_safe_plan() {
-    let run = threadmig(&["schema", "diff", "builtin:legacy-story", "builtin:thread-v1", "--json"], None);
+    let run = threadmig(
+        &[
+            "schema",
+            "diff",
+            "builtin:legacy-story",
+            "builtin:thread-v1",
+            "--json",
+        ],
+        None,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let out: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(out["gate"], "safe");
@@ -107,7 +125,16 @@ fn diff_legacy_to_thread_v1_is_an_additive_safe_plan() {
         .assert_eq(&format!("{created:?}"));
     assert_eq!(out["severity"]["safe"], steps.len());
     // The same inputs give the same bytes: plans are evidence.
-    let again = threadmig(&["schema", "diff", "builtin:legacy-story", "builtin:thread-v1", "--json"], None);
+    let again = threadmig(
+        &[
+            "schema",
+            "diff",
+            "builtin:legacy-story",
+            "builtin:thread-v1",
+            "--json",
+        ],
+        None,
+    );
     assert_eq!(run.stdout, again.stdout);
 }
 
@@ -137,8 +164,19 @@ fn diff_table_grades_steps_and_blocks_on_critical() {
             "import {{ i }} from \"@instantdb/core\";\nexport default i.schema({{ entities: {{ posts: i.entity({{ title: {title}, {extra} }}) }} }});\n"
         )
     };
-    std::fs::write(dir.join("current.ts"), schema("i.string()", "views: i.number().indexed()")).unwrap();
-    std::fs::write(dir.join("desired.ts"), schema("i.string().unique()", "views: i.number(), body: i.string().optional()")).unwrap();
+    std::fs::write(
+        dir.join("current.ts"),
+        schema("i.string()", "views: i.number().indexed()"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("desired.ts"),
+        schema(
+            "i.string().unique()",
+            "views: i.number(), body: i.string().optional()",
+        ),
+    )
+    .unwrap();
     let run = threadmig(&["schema", "diff", "current.ts", "desired.ts"], Some(&dir));
     assert_eq!(run.code, 1, "{}", run.stderr);
     expect![[r#"
@@ -152,9 +190,24 @@ fn diff_table_grades_steps_and_blocks_on_critical() {
     .assert_eq(&run.stdout);
 
     // Without background updates the same changes are synchronous `update-attr` steps.
-    let run = threadmig(&["schema", "diff", "current.ts", "desired.ts", "--no-background-updates", "--json"], Some(&dir));
+    let run = threadmig(
+        &[
+            "schema",
+            "diff",
+            "current.ts",
+            "desired.ts",
+            "--no-background-updates",
+            "--json",
+        ],
+        Some(&dir),
+    );
     let out: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let types: Vec<&str> = out["steps"].as_array().unwrap().iter().map(|s| s[0].as_str().unwrap()).collect();
+    let types: Vec<&str> = out["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[0].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["update-attr", "update-attr", "add-attr"]);
 }
 
@@ -172,13 +225,27 @@ fn phase1_writes_the_transitional_schema_and_its_rationale() {
     std::fs::write(dir.join("diagnostics.json"), diagnostics.to_string()).unwrap();
     let schema = fixture("ts/duplicate-link/instant.schema.ts");
     let run = threadmig(
-        &["schema", "phase1", "--schema-file", &schema, "--diagnostics", "diagnostics.json",
-          "--out", "out/phase1.json", "--out-md", "out/phase1.md", "--json"],
+        &[
+            "schema",
+            "phase1",
+            "--schema-file",
+            &schema,
+            "--diagnostics",
+            "diagnostics.json",
+            "--out",
+            "out/phase1.json",
+            "--out-md",
+            "out/phase1.md",
+            "--json",
+        ],
         Some(&dir),
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(summary["removedLinks"], serde_json::json!(["organizationExternalConnections"]));
+    assert_eq!(
+        summary["removedLinks"],
+        serde_json::json!(["organizationExternalConnections"])
+    );
     // The output is itself a loadable (wrapped) schema without the conflicting link.
     let shown = threadmig(&["schema", "show", "out/phase1.json", "--json"], Some(&dir));
     assert_eq!(shown.code, 0, "{}", shown.stderr);
@@ -186,7 +253,10 @@ fn phase1_writes_the_transitional_schema_and_its_rationale() {
     assert_eq!(phase1["links"], serde_json::json!({}));
     assert!(phase1["entities"]["organization_organizations"]["attrs"]["clerkOrgId"].is_object());
     let markdown = std::fs::read_to_string(dir.join("out/phase1.md")).unwrap();
-    assert!(markdown.starts_with("# Phase 1 Transitional Schema"), "{markdown}");
+    assert!(
+        markdown.starts_with("# Phase 1 Transitional Schema"),
+        "{markdown}"
+    );
 }
 
 #[test]
@@ -194,8 +264,18 @@ fn phase1_with_nothing_to_remove_fails_and_writes_nothing() {
     let dir = temp_dir("phase1-nothing");
     let schema = fixture("ts/duplicate-link/instant.schema.ts");
     let run = threadmig(
-        &["schema", "phase1", "--schema-file", &schema, "--remove-links", "noSuchLink; other",
-          "--out", "out/phase1.json", "--out-md", "out/phase1.md"],
+        &[
+            "schema",
+            "phase1",
+            "--schema-file",
+            &schema,
+            "--remove-links",
+            "noSuchLink; other",
+            "--out",
+            "out/phase1.json",
+            "--out-md",
+            "out/phase1.md",
+        ],
         Some(&dir),
     );
     assert_eq!(run.code, 2);
