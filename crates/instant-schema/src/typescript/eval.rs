@@ -37,15 +37,32 @@ pub(crate) const MAX_EVAL_DEPTH: usize = 256;
 /// recurses once per level and has no limit of its own.
 const MAX_SOURCE_NESTING: usize = 1000;
 
+/// Maximum number of right-nesting operators (`=>`, `=`, `**`, `? :`, `new`) in one file.
+/// These nest without brackets (`a => b => c`), so only their total bounds the parser's
+/// recursion; schema files use a handful per declaration.
+const MAX_CHAINING_OPERATORS: usize = 8000;
+
 pub(crate) fn evaluate_module(
     loader: &mut Loader,
     source: &Rc<SourceFile>,
 ) -> Result<ModuleExports, TypeScriptError> {
-    if let Some(offset) = find_excessive_nesting(&source.text) {
-        return Err(TypeScriptError::TooDeep {
-            location: source.location(offset as u32),
-            limit: MAX_SOURCE_NESTING,
-        });
+    match find_excessive_nesting(&source.text) {
+        Some(Excess::Nesting(offset)) => {
+            return Err(TypeScriptError::TooDeep {
+                location: source.location(offset as u32),
+                limit: MAX_SOURCE_NESTING,
+            });
+        }
+        Some(Excess::ChainingOperators(offset)) => {
+            return Err(TypeScriptError::Evaluation {
+                location: source.location(offset as u32),
+                message: format!(
+                    "more than {MAX_CHAINING_OPERATORS} `=`, `=>`, `**`, `?` and `new` \
+                     operators in one file; too complex to parse safely"
+                ),
+            });
+        }
+        None => {}
     }
     let allocator = Allocator::default();
     let source_type = SourceType::from_path(&source.path)
@@ -1175,11 +1192,43 @@ fn expression_kind(expression: &Expression<'_>) -> &'static str {
     }
 }
 
+enum Excess {
+    Nesting(usize),
+    ChainingOperators(usize),
+}
+
+/// Whether the byte at `index` starts an operator that nests to the right without
+/// brackets: assignment or arrow `=` (not `==`, `!=`, `<=`, `>=`), `**`, the conditional
+/// `?` (not `?.`, `??`, `?:`), or the keyword `new`.
+fn is_chaining_operator(bytes: &[u8], index: usize) -> bool {
+    let previous = index
+        .checked_sub(1)
+        .and_then(|before| bytes.get(before).copied());
+    let next = bytes.get(index + 1).copied();
+    let is_word = |byte: Option<u8>| {
+        byte.is_some_and(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$')
+    };
+    match bytes.get(index).copied().unwrap_or(0) {
+        b'=' => next != Some(b'=') && !matches!(previous, Some(b'=' | b'!' | b'<' | b'>')),
+        b'*' => next == Some(b'*'),
+        b'?' => !matches!(next, Some(b'.' | b'?' | b':')) && previous != Some(b'?'),
+        b'n' => {
+            bytes
+                .get(index..)
+                .is_some_and(|rest| rest.starts_with(b"new"))
+                && !is_word(previous)
+                && !is_word(bytes.get(index + 3).copied())
+        }
+        _ => false,
+    }
+}
+
 /// Finds where bracket nesting (or a run of prefix operators such as `!!!!`) exceeds what
 /// the parser can take without risking the stack. This is a lexical approximation: it
 /// skips comments, strings and template text, which is all it needs to bound the depth.
-fn find_excessive_nesting(text: &str) -> Option<usize> {
+fn find_excessive_nesting(text: &str) -> Option<Excess> {
     let bytes = text.as_bytes();
+    let mut chaining_operators = 0usize;
     // Open brackets; `$` marks a template substitution `${`.
     let mut open: Vec<u8> = Vec::new();
     let mut in_template_text = false;
@@ -1245,8 +1294,14 @@ fn find_excessive_nesting(text: &str) -> Option<usize> {
         } else if !byte.is_ascii_whitespace() {
             prefix_run = 0;
         }
+        if is_chaining_operator(bytes, index) {
+            chaining_operators += 1;
+            if chaining_operators > MAX_CHAINING_OPERATORS {
+                return Some(Excess::ChainingOperators(index));
+            }
+        }
         if open.len() + prefix_run > MAX_SOURCE_NESTING {
-            return Some(index);
+            return Some(Excess::Nesting(index));
         }
         index += 1;
     }

@@ -12,7 +12,14 @@
 //! - relative imports and re-exports, resolved on disk and evaluated on first use.
 //!
 //! Anything that needs a JavaScript engine (calls other than the DSL, `new`, loops,
-//! assignments, npm packages) is reported as an error with `file:line:col`.
+//! assignments, npm packages) is reported as an error with `file:line:col`. Imported
+//! bindings are resolved on first use, so unused imports (types, helpers from npm packages)
+//! do no harm, while every top-level statement of an evaluated module runs, in order.
+//!
+//! Deliberate refusals where Node would print something odd rather than fail: entity or link
+//! names that are `Object.prototype` properties (`constructor`, `toString`, `__proto__`),
+//! `__proto__: x` in object literals, non-object `entities`/`i.entity(...)` arguments,
+//! enums, getters/setters, array holes.
 
 mod dsl;
 mod eval;

@@ -448,6 +448,11 @@ fn deep_nesting_is_an_error_not_a_crash() {
         assert!(text.contains("nested too deeply"), "{depth}: {text}");
         let source = format!("export default {}1;\n", "-".repeat(depth));
         assert!(eval_text(&source).is_err());
+        // Operators that nest without brackets.
+        for chain in ["x => ", "a = ", "1 ** ", "1 ? 1 : ", "new "] {
+            let source = format!("let a;\nexport default {}1;\n", chain.repeat(depth));
+            assert!(eval_text(&source).is_err(), "{chain}");
+        }
     }
 }
 

@@ -1,1 +1,2 @@
+mod loaders_never_panic;
 mod typescript_equivalence;

@@ -11,7 +11,7 @@ use crate::Outcome;
 
 pub fn run(args: ModelPlanArgs, json: bool) -> anyhow::Result<Outcome> {
     let scan = code_scan::scan_repository(&args.repo)?;
-    let plan = ModelPlan::build(&scan, super::scan::utc_now());
+    let plan = ModelPlan::build(&scan, output::now_rfc3339());
     let mut body = serde_json::to_vec_pretty(&plan).context("serialising the model plan")?;
     body.push(b'\n');
     let markdown = plan.to_markdown();
@@ -29,7 +29,7 @@ pub fn run(args: ModelPlanArgs, json: bool) -> anyhow::Result<Outcome> {
         let s = &plan.summary;
         println!(
             "legacy model {} | legacy API {} | thread model {} | thread API {} | reactor {} \
-             | {} files ({} did not parse)",
+             | {} file(s), {} did not parse",
             s.legacy_model_matches,
             s.legacy_api_matches,
             s.thread_model_matches,

@@ -11,7 +11,7 @@ use crate::Outcome;
 
 pub fn run(args: ScanArgs, json: bool) -> anyhow::Result<Outcome> {
     let scan = code_scan::scan_repository(&args.repo)?;
-    let report = PreflightReport::build(&scan, utc_now());
+    let report = PreflightReport::build(&scan, output::now_rfc3339());
     let mut body = serde_json::to_vec_pretty(&report).context("serialising the scan report")?;
     body.push(b'\n');
     let markdown = report.to_markdown();
@@ -31,8 +31,8 @@ pub fn run(args: ScanArgs, json: bool) -> anyhow::Result<Outcome> {
     } else {
         let c = &report.counts;
         println!(
-            "scanned {} files under {} ({} did not parse): {} story imports, {} story API uses, \
-             {} thread imports",
+            "scanned {} JS/TS file(s) under {} ({} did not parse): story import lines {}, \
+             story API lines {}, thread import lines {}",
             c.scanned_files,
             scan.repo.join(&scan.scan_root).display(),
             c.unparsed_files,
@@ -76,44 +76,4 @@ pub fn run(args: ScanArgs, json: bool) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Ok
     })
-}
-
-/// The current UTC time as RFC 3339 with second precision (`2025-01-31T12:00:00Z`), for
-/// report envelopes.
-pub(super) fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format_utc(secs)
-}
-
-fn format_utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil-from-days (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn formats_utc_timestamps() {
-        assert_eq!(super::format_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::format_utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(super::format_utc(1_735_689_599), "2024-12-31T23:59:59Z");
-    }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `threadmig` binary: one test binary, one module per command.
 
 mod cli;
+mod scan;
 mod schema;
 
 use std::path::{Path, PathBuf};
