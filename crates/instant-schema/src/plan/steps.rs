@@ -764,3 +764,11 @@ mod tests {
         .assert_debug_eq(&errors);
     }
 }
+
+impl<'de> serde::Deserialize<'de> for PlanStep {
+    /// Reads either form a step comes in (wire `[type, payload]` or the SDK's object form).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        PlanStep::from_json(&value).map_err(serde::de::Error::custom)
+    }
+}
