@@ -404,6 +404,14 @@ impl PlanStep {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for PlanStep {
+    /// Reads either form a step comes in (wire `[type, payload]` or the SDK's object form).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        PlanStep::from_json(&value).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Serialize for PlanStep {
     /// Always the wire form `[type, payload]`.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -762,13 +770,5 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&errors);
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for PlanStep {
-    /// Reads either form a step comes in (wire `[type, payload]` or the SDK's object form).
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        PlanStep::from_json(&value).map_err(serde::de::Error::custom)
     }
 }
