@@ -1,0 +1,11 @@
+//! The embedded InstantDB-compatible engine: SQLite storage, the `InstantApi` port in-process,
+//! and (in `server`) the same API over HTTP for `threadmig serve`.
+//!
+//! It behaves like InstantDB wherever threadmig and its users can observe it: routes, request
+//! and response shapes, error envelopes and their exact texts. The reference is the InstantDB
+//! server; where the engine simplifies (jobs run synchronously, no permissions under
+//! impersonation), the module that does so says so.
+
+pub mod store;
+
+pub use store::{Store, StoreError};

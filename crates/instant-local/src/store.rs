@@ -1,0 +1,654 @@
+//! The SQLite store of a workspace: one database file holding many apps, modelled on Instant's
+//! own design (an attribute catalogue plus entity-attribute-value rows).
+//!
+//! Layout (see [`SCHEMA_SQL`]):
+//! - `apps`: one row per app, with its admin token.
+//! - `attrs`: the attribute catalogue (blob/ref, cardinality, unique, indexed, required, checked
+//!   data type, on-delete), soft-deleted with `deleted_at`.
+//! - `entities`: one row per entity of a namespace. Instant stores an entity's existence as its
+//!   `id` triple; here that triple is this row, and its `created_at` is `serverCreatedAt`, so the
+//!   default order (`serverCreatedAt`, then id) is an index scan.
+//! - `triples`: every other value, `value` being the JSON text (`null` for a stored null), with
+//!   `num` (numbers, and dates as epoch ms) for comparisons and ordering, and `ref_id` (the
+//!   target of a link) for reverse traversal.
+//! - `indexing_jobs`: schema jobs, run synchronously and kept for polling.
+//!
+//! **Each transact call is one SQLite transaction**: all or nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use instant_api::{ApiError, AppAuth};
+use instant_schema::{AttrKind, Cardinality, Identity, ServerAttr};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Map, Value};
+
+/// The workspace database file inside a workspace directory.
+pub const DATABASE_FILE: &str = "instant.sqlite3";
+
+/// Bumped when [`SCHEMA_SQL`] changes incompatibly; a workspace of another version is refused.
+pub const FORMAT_VERSION: &str = "1";
+
+pub const SCHEMA_SQL: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS apps (
+  app_pk INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  title TEXT NOT NULL,
+  admin_token TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  ephemeral INTEGER NOT NULL DEFAULT 0,
+  status TEXT NOT NULL DEFAULT 'active',
+  perms TEXT
+);
+
+CREATE TABLE IF NOT EXISTS txs (
+  tx_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  app_pk INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS attrs (
+  attr_pk INTEGER PRIMARY KEY,
+  app_pk INTEGER NOT NULL REFERENCES apps(app_pk) ON DELETE CASCADE,
+  id TEXT NOT NULL,
+  etype TEXT NOT NULL,
+  label TEXT NOT NULL,
+  forward_ident TEXT NOT NULL,
+  reverse_etype TEXT,
+  reverse_label TEXT,
+  reverse_ident TEXT,
+  value_type TEXT NOT NULL CHECK (value_type IN ('blob', 'ref')),
+  cardinality TEXT NOT NULL CHECK (cardinality IN ('one', 'many')),
+  is_unique INTEGER NOT NULL DEFAULT 0,
+  is_indexed INTEGER NOT NULL DEFAULT 0,
+  is_required INTEGER NOT NULL DEFAULT 0,
+  checked_data_type TEXT,
+  on_delete TEXT,
+  on_delete_reverse TEXT,
+  catalog TEXT NOT NULL DEFAULT 'user',
+  inferred_types TEXT,
+  deleted_at INTEGER,
+  UNIQUE (app_pk, id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS attrs_forward
+  ON attrs (app_pk, etype, label) WHERE deleted_at IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS attrs_reverse
+  ON attrs (app_pk, reverse_etype, reverse_label)
+  WHERE reverse_etype IS NOT NULL AND deleted_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS entities (
+  app_pk INTEGER NOT NULL,
+  etype TEXT NOT NULL,
+  entity_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (app_pk, etype, entity_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entities_created
+  ON entities (app_pk, etype, created_at, entity_id);
+
+CREATE TABLE IF NOT EXISTS triples (
+  app_pk INTEGER NOT NULL,
+  entity_id TEXT NOT NULL,
+  attr_pk INTEGER NOT NULL,
+  value TEXT NOT NULL,
+  num REAL,
+  ref_id TEXT,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (app_pk, entity_id, attr_pk, value)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS triples_by_value ON triples (app_pk, attr_pk, value);
+CREATE INDEX IF NOT EXISTS triples_by_num ON triples (app_pk, attr_pk, num) WHERE num IS NOT NULL;
+CREATE INDEX IF NOT EXISTS triples_by_ref ON triples (app_pk, ref_id, attr_pk) WHERE ref_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS indexing_jobs (
+  id TEXT PRIMARY KEY,
+  app_pk INTEGER NOT NULL,
+  group_id TEXT NOT NULL,
+  attr_id TEXT NOT NULL,
+  attr_name TEXT NOT NULL,
+  job_type TEXT NOT NULL,
+  job_status TEXT NOT NULL,
+  job_stage TEXT,
+  checked_data_type TEXT,
+  error TEXT,
+  error_data TEXT,
+  invalid_unique_value TEXT,
+  invalid_triples_sample TEXT,
+  work_estimate INTEGER,
+  work_completed INTEGER,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  done_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS indexing_jobs_group ON indexing_jobs (app_pk, group_id);
+"#;
+
+/// Why a workspace could not be opened or used. Every variant names the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: cannot create the workspace directory: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a usable workspace database: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{path}: workspace format {found} is not supported (expected {FORMAT_VERSION})")]
+    Format { path: PathBuf, found: String },
+}
+
+/// An app as the engine knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub app_pk: i64,
+    pub id: String,
+    pub title: String,
+    pub created_at: i64,
+    pub ephemeral: bool,
+    pub status: String,
+}
+
+/// One row of the attribute catalogue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttrRow {
+    pub attr_pk: i64,
+    pub attr: ServerAttr,
+}
+
+impl AttrRow {
+    pub fn id(&self) -> &str {
+        self.attr.id.as_deref().unwrap_or_default()
+    }
+    pub fn etype(&self) -> &str {
+        &self.attr.forward_identity.etype
+    }
+    pub fn label(&self) -> &str {
+        &self.attr.forward_identity.label
+    }
+    pub fn is_ref(&self) -> bool {
+        self.attr.is_ref()
+    }
+}
+
+/// The workspace database. One connection behind a mutex: SQLite serialises writers anyway,
+/// and a single connection keeps every transact strictly ordered.
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the workspace in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(DATABASE_FILE);
+        let conn = Connection::open(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        Store::init(path, conn)
+    }
+
+    /// A private in-memory workspace (tests, rehearsals).
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        Store::init(path, conn)
+    }
+
+    fn init(path: PathBuf, conn: Connection) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        // `journal_mode` answers with a row, so it is read rather than executed.
+        let _: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(open_err)?;
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(open_err)?;
+        conn.execute_batch(SCHEMA_SQL).map_err(open_err)?;
+        let found: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(open_err)?;
+        match found {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('format', ?1)",
+                    [FORMAT_VERSION],
+                )
+                .map_err(open_err)?;
+            }
+            Some(found) if found == FORMAT_VERSION => {}
+            Some(found) => return Err(StoreError::Format { path, found }),
+        }
+        Ok(Store {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file (`:memory:` for an in-memory store).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, for one operation at a time. A panic while holding it does not poison
+    /// the store: SQLite rolls back the open transaction when it is dropped.
+    pub fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Creates an app with a fresh id and admin token.
+    pub fn create_app(&self, title: &str, ephemeral: bool) -> Result<(App, String), ApiError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let token = uuid::Uuid::new_v4().to_string();
+        let created_at = now_ms();
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO apps (id, title, admin_token, created_at, ephemeral) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, title, token, created_at, ephemeral],
+        )
+        .map_err(sql_error)?;
+        let app = App {
+            app_pk: conn.last_insert_rowid(),
+            id,
+            title: title.to_string(),
+            created_at,
+            ephemeral,
+            status: "active".into(),
+        };
+        Ok((app, token))
+    }
+
+    /// Every app (for listing a workspace); tokens are not returned.
+    pub fn apps(&self) -> Result<Vec<App>, ApiError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare(
+                "SELECT app_pk, id, title, created_at, ephemeral, status FROM apps ORDER BY app_pk",
+            )
+            .map_err(sql_error)?;
+        let rows = statement
+            .query_map([], app_from_row)
+            .map_err(sql_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql_error);
+        rows
+    }
+
+    /// Authenticates an admin API call (`/admin/query`, `/admin/transact`): the app id and the
+    /// token must be UUIDs and the pair must exist.
+    pub fn authenticate_admin(&self, auth: &AppAuth) -> Result<App, ApiError> {
+        if uuid::Uuid::parse_str(&auth.app_id).is_err() {
+            return Err(ApiError::new(
+                400,
+                "param-malformed",
+                "Malformed parameter: [\"headers\" \"app-id\"]",
+                json!({"in": ["headers", "app-id"], "original-input": auth.app_id}),
+            ));
+        }
+        check_token_shape(auth)?;
+        let conn = self.conn();
+        let app = lookup_app(&conn, &auth.app_id)?;
+        match app {
+            Some((app, token)) if token == auth.admin_token.expose() => Ok(app),
+            _ => {
+                let mut extra = Map::new();
+                extra.insert(
+                    "args".into(),
+                    json!([{"app-id": auth.app_id, "token": "<redacted>"}]),
+                );
+                extra.insert(
+                    "message".into(),
+                    json!("This token is invalid or expired, or the app id is wrong."),
+                );
+                Err(ApiError::record_not_found("app-admin-token", extra))
+            }
+        }
+    }
+
+    /// Authenticates a dashboard or superadmin call (`/dash/apps/:id/…`,
+    /// `/superadmin/apps/:id/…`) made with an app admin token.
+    pub fn authenticate_dash(&self, auth: &AppAuth) -> Result<App, ApiError> {
+        check_token_shape(auth)?;
+        let conn = self.conn();
+        let owner: Option<String> = conn
+            .query_row(
+                "SELECT id FROM apps WHERE admin_token = ?1",
+                [auth.admin_token.expose()],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql_error)?;
+        match owner {
+            Some(owner) if owner == auth.app_id => {
+                Ok(lookup_app(&conn, &auth.app_id)?.expect("owner exists").0)
+            }
+            Some(_) => Err(ApiError::new(
+                400,
+                "validation-failed",
+                format!(
+                    "This admin token does not belong to app {}. Admin tokens are bound to a single app. Use a personal access token to manage other apps.",
+                    auth.app_id
+                ),
+                json!({"reason": "admin-token-mismatch"}),
+            )),
+            None => {
+                let mut error = ApiError::record_not_found("instant-user", Map::new());
+                error.status = 401;
+                Err(error)
+            }
+        }
+    }
+
+    /// The live (not deleted) attribute catalogue of an app, in creation order.
+    pub fn attrs(&self, conn: &Connection, app_pk: i64) -> Result<Vec<AttrRow>, ApiError> {
+        load_attrs(conn, app_pk)
+    }
+}
+
+fn check_token_shape(auth: &AppAuth) -> Result<(), ApiError> {
+    if uuid::Uuid::parse_str(auth.admin_token.expose()).is_err() {
+        return Err(ApiError::new(
+            400,
+            "param-malformed",
+            "Malformed parameter: [\"headers\" \"authorization\"]",
+            json!({"in": ["headers", "authorization"], "original-input": "<redacted>"}),
+        ));
+    }
+    Ok(())
+}
+
+fn app_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
+    Ok(App {
+        app_pk: row.get(0)?,
+        id: row.get(1)?,
+        title: row.get(2)?,
+        created_at: row.get(3)?,
+        ephemeral: row.get(4)?,
+        status: row.get(5)?,
+    })
+}
+
+fn lookup_app(conn: &Connection, id: &str) -> Result<Option<(App, String)>, ApiError> {
+    conn.query_row(
+        "SELECT app_pk, id, title, created_at, ephemeral, status, admin_token FROM apps WHERE id = ?1",
+        [id],
+        |row| Ok((app_from_row(row)?, row.get::<_, String>(6)?)),
+    )
+    .optional()
+    .map_err(sql_error)
+}
+
+/// The columns [`attr_from_row`] reads, in order.
+pub const ATTR_COLUMNS: &str = "attr_pk, id, etype, label, forward_ident, reverse_etype, reverse_label, reverse_ident, value_type, cardinality, is_unique, is_indexed, is_required, checked_data_type, on_delete, on_delete_reverse, catalog, inferred_types";
+
+/// Reads an `attrs` row selected with [`ATTR_COLUMNS`].
+pub fn attr_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AttrRow> {
+    let value_type: String = row.get(8)?;
+    let cardinality: String = row.get(9)?;
+    let reverse_etype: Option<String> = row.get(5)?;
+    let reverse_identity = match reverse_etype {
+        Some(etype) => Some(Identity::new(row.get(7)?, etype, row.get::<_, String>(6)?)),
+        None => None,
+    };
+    let inferred: Option<String> = row.get(17)?;
+    let mut extra = Map::new();
+    extra.insert(
+        "inferred-types".into(),
+        inferred
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or(Value::Null),
+    );
+    Ok(AttrRow {
+        attr_pk: row.get(0)?,
+        attr: ServerAttr {
+            id: Some(row.get(1)?),
+            value_type: if value_type == "ref" {
+                AttrKind::Ref
+            } else {
+                AttrKind::Blob
+            },
+            cardinality: if cardinality == "many" {
+                Cardinality::Many
+            } else {
+                Cardinality::One
+            },
+            forward_identity: Identity::new(
+                Some(row.get(4)?),
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+            ),
+            reverse_identity,
+            unique: row.get(10)?,
+            index: row.get(11)?,
+            required: row.get(12)?,
+            checked_data_type: row.get(13)?,
+            on_delete: row.get(14)?,
+            on_delete_reverse: row.get(15)?,
+            catalog: Some(row.get(16)?),
+            extra,
+        },
+    })
+}
+
+/// The live attribute catalogue of an app, in creation order.
+pub fn load_attrs(conn: &Connection, app_pk: i64) -> Result<Vec<AttrRow>, ApiError> {
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "SELECT {ATTR_COLUMNS} FROM attrs WHERE app_pk = ?1 AND deleted_at IS NULL ORDER BY attr_pk"
+        ))
+        .map_err(sql_error)?;
+    let rows = statement
+        .query_map([app_pk], attr_from_row)
+        .map_err(sql_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_error);
+    rows
+}
+
+/// Inserts an attribute into the catalogue; returns its `attr_pk`. The caller checks names
+/// and flags; the unique indexes on `(etype, label)` are the last line of defence.
+pub fn insert_attr(conn: &Connection, app_pk: i64, attr: &ServerAttr) -> Result<i64, ApiError> {
+    let reverse = attr.reverse_identity.as_ref();
+    let ident = |identity: &Identity| {
+        identity
+            .id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    };
+    conn.prepare_cached(
+        "INSERT INTO attrs (app_pk, id, etype, label, forward_ident, reverse_etype, reverse_label, reverse_ident, \
+         value_type, cardinality, is_unique, is_indexed, is_required, checked_data_type, on_delete, on_delete_reverse, catalog) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )
+    .and_then(|mut statement| {
+        statement.execute(params![
+            app_pk,
+            attr.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            attr.forward_identity.etype,
+            attr.forward_identity.label,
+            ident(&attr.forward_identity),
+            reverse.map(|r| r.etype.clone()),
+            reverse.map(|r| r.label.clone()),
+            reverse.map(ident),
+            if attr.is_ref() { "ref" } else { "blob" },
+            attr.cardinality.as_str(),
+            attr.unique,
+            attr.index,
+            attr.required,
+            attr.checked_data_type,
+            attr.on_delete,
+            attr.on_delete_reverse,
+            attr.catalog.as_deref().unwrap_or("user"),
+        ])
+    })
+    .map_err(sql_error)?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// A new transaction id for `app_pk`.
+pub fn next_tx_id(conn: &Connection, app_pk: i64, created_at: i64) -> Result<i64, ApiError> {
+    conn.prepare_cached("INSERT INTO txs (app_pk, created_at) VALUES (?1, ?2)")
+        .and_then(|mut statement| statement.execute(params![app_pk, created_at]))
+        .map_err(sql_error)?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// An unexpected SQLite failure, reported as the server reports an unexpected SQL error.
+pub fn sql_error(error: rusqlite::Error) -> ApiError {
+    ApiError::new(
+        500,
+        "sql-exception",
+        format!("SQL error: {error}"),
+        json!({"debug-uri": null}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apps_authenticate_with_their_own_token_only() {
+        let store = Store::open_in_memory().unwrap();
+        let (app, token) = store.create_app("one", false).unwrap();
+        let (other, other_token) = store.create_app("two", true).unwrap();
+        assert_eq!(
+            store
+                .authenticate_admin(&AppAuth::new(&app.id, &token))
+                .unwrap(),
+            app
+        );
+
+        let wrong = store
+            .authenticate_admin(&AppAuth::new(&app.id, &other_token))
+            .unwrap_err();
+        assert_eq!(
+            (wrong.status, wrong.error_type.as_str()),
+            (400, "record-not-found")
+        );
+        assert_eq!(wrong.message, "Record not found: app-admin-token");
+        assert!(!wrong.envelope().to_string().contains(&other_token));
+
+        let mismatch = store
+            .authenticate_dash(&AppAuth::new(&app.id, &other_token))
+            .unwrap_err();
+        assert_eq!(mismatch.hint["reason"], "admin-token-mismatch");
+        assert!(mismatch.message.starts_with(&format!(
+            "This admin token does not belong to app {}.",
+            app.id
+        )));
+        assert_eq!(
+            store
+                .authenticate_dash(&AppAuth::new(&other.id, &other_token))
+                .unwrap(),
+            other
+        );
+
+        let unknown = store
+            .authenticate_dash(&AppAuth::new(&app.id, uuid::Uuid::new_v4().to_string()))
+            .unwrap_err();
+        assert_eq!(
+            (unknown.status, unknown.message.as_str()),
+            (401, "Record not found: instant-user")
+        );
+
+        let malformed = store
+            .authenticate_admin(&AppAuth::new(&app.id, "not-a-uuid"))
+            .unwrap_err();
+        assert_eq!(malformed.error_type, "param-malformed");
+    }
+
+    #[test]
+    fn workspace_reopens_and_refuses_other_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let app_id = {
+            let store = Store::open(dir.path()).unwrap();
+            store.create_app("kept", false).unwrap().0.id
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.apps().unwrap()[0].id, app_id);
+        store
+            .conn()
+            .execute("UPDATE meta SET value = '99' WHERE key = 'format'", [])
+            .unwrap();
+        drop(store);
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.ends_with("instant.sqlite3: workspace format 99 is not supported (expected 1)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn corrupted_workspace_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(DATABASE_FILE),
+            b"this is not a database, just garbage bytes",
+        )
+        .unwrap();
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("instant.sqlite3: not a usable workspace database"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn attribute_catalogue_round_trips() {
+        let store = Store::open_in_memory().unwrap();
+        let (app, _) = store.create_app("attrs", false).unwrap();
+        let conn = store.conn();
+        let mut title = ServerAttr::blob("posts", "title");
+        title.index = true;
+        title.checked_data_type = Some("string".into());
+        insert_attr(&conn, app.app_pk, &title).unwrap();
+        let rows = load_attrs(&conn, app.app_pk).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].etype(), rows[0].label()), ("posts", "title"));
+        assert!(rows[0].attr.index && !rows[0].attr.unique);
+        assert_eq!(rows[0].attr.checked_data_type.as_deref(), Some("string"));
+        // A second attribute with the same name is refused by the catalogue itself.
+        assert!(insert_attr(&conn, app.app_pk, &title).is_err());
+    }
+}
