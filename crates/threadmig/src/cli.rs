@@ -32,6 +32,9 @@ pub enum Command {
     /// Story -> thread model plan: legacy vs thread namespaces and APIs in code and in
     /// instant.schema.ts, with the counters the hot-deploy gates read (exit 1 when not ready).
     ModelPlan(ModelPlanArgs),
+    /// Serve the embedded InstantDB-compatible engine over HTTP (the real service's routes),
+    /// printing its base URL as the first line on stdout; runs until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +127,67 @@ pub struct ModelPlanArgs {
         default_value = "artifacts/reports/story-thread-model-plan.md"
     )]
     pub out_md: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Workspace directory holding the engine's database (created if missing).
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, default_value_t = 8888)]
+    pub port: u16,
+    /// Address to listen on (an IP address or `localhost`).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Allow a non-loopback --host: anyone who can reach it can create apps and read data.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Largest accepted request body, in bytes (larger ones get 413).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Do not log requests on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Fault injection: seed of the deterministic fault sequence.
+    #[arg(long, default_value_t = 0)]
+    pub fault_seed: u64,
+    /// Fault injection: milliseconds added to every request.
+    #[arg(long, default_value_t = 0)]
+    pub fault_latency_ms: u64,
+    /// Fault injection: share of requests answered 429 rate-limited with Retry-After (0-1).
+    #[arg(long = "fault-429-rate", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_429_rate: f64,
+    /// Fault injection: seconds in the Retry-After header of an injected 429.
+    #[arg(long, default_value_t = 1)]
+    pub fault_retry_after_secs: u64,
+    /// Fault injection: share of requests answered 500 or 503, before any effect (0-1).
+    #[arg(long = "fault-5xx-rate", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_5xx_rate: f64,
+    /// Fault injection: share of connections closed without a response, before any effect (0-1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_drop_rate: f64,
+    /// Fault injection: share of connections closed without a response after the request took
+    /// effect (a committed transaction whose answer is lost) (0-1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_drop_after_rate: f64,
+    /// Fault injection: share of responses sent slowly, in chunks with pauses (0-1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub fault_slow_body_rate: f64,
+    /// Fault injection: milliseconds between two chunks of a slow body.
+    #[arg(long, default_value_t = 20)]
+    pub fault_slow_body_delay_ms: u64,
+    /// Fault injection: only requests whose path starts with this (repeatable; default all).
+    #[arg(long = "fault-path", value_name = "PREFIX")]
+    pub fault_paths: Vec<String>,
+}
+
+/// A probability between 0 and 1.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("expected a number between 0 and 1, got {text:?}")),
+    }
 }
 
 pub fn parse() -> Result<Cli, clap::Error> {

@@ -3,6 +3,7 @@
 mod model_plan;
 mod scan;
 mod schema;
+mod serve;
 
 use crate::cli::{Cli, Command};
 use crate::Outcome;
@@ -13,5 +14,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Schema(command) => schema::run(command, json),
         Command::Scan(args) => scan::run(args, json),
         Command::ModelPlan(args) => model_plan::run(args, json),
+        Command::Serve(args) => serve::run(args, json),
     }
 }

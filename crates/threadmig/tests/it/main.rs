@@ -3,6 +3,7 @@
 mod cli;
 mod scan;
 mod schema;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,435 @@
+//! JSON value helpers that reproduce how the server stores and prints values: Postgres `jsonb`
+//! (key order, text output, deep merge), the UUID coercion of transaction steps, Clojure's
+//! printer (used in some error texts) and the checked data types.
+
+use serde_json::{Map, Value};
+
+/// A canonical lowercase UUID when `text` is one (36 characters, dashes at 8/13/18/23, hex
+/// elsewhere, any case): the server turns every such string of a transaction into a UUID.
+pub fn as_uuid(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 36 {
+        return None;
+    }
+    for (index, byte) in bytes.iter().enumerate() {
+        let ok = match index {
+            8 | 13 | 18 | 23 => *byte == b'-',
+            _ => byte.is_ascii_hexdigit(),
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some(text.to_ascii_lowercase())
+}
+
+/// The value as it is stored: UUID strings lowercased (keys included) and object keys in
+/// `jsonb` order (shorter keys first, then bytewise), so that equal values have equal text.
+pub fn canonical(value: &Value) -> Value {
+    match value {
+        Value::String(text) => match as_uuid(text) {
+            Some(uuid) => Value::String(uuid),
+            None => value.clone(),
+        },
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map
+                .iter()
+                .map(|(key, item)| {
+                    let key = as_uuid(key).unwrap_or_else(|| key.clone());
+                    (key, canonical(item))
+                })
+                .collect();
+            entries.sort_by(|(a, _), (b, _)| jsonb_key_order(a, b));
+            // A key repeated after UUID coercion keeps its last value, as jsonb does.
+            let mut out = Map::new();
+            for (key, item) in entries {
+                out.insert(key, item);
+            }
+            Value::Object(out)
+        }
+        _ => value.clone(),
+    }
+}
+
+fn jsonb_key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+}
+
+/// The stored text of a value (the `value` column): compact JSON of [`canonical`].
+pub fn storage_text(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_string(),
+        Value::Bool(true) => "true".to_string(),
+        Value::Bool(false) => "false".to_string(),
+        Value::Number(number) => number.to_string(),
+        Value::String(text) => match as_uuid(text) {
+            Some(uuid) => format!("\"{uuid}\""),
+            None => serde_json::to_string(text).unwrap_or_default(),
+        },
+        _ => serde_json::to_string(&canonical(value)).unwrap_or_default(),
+    }
+}
+
+/// Postgres' text output of a `jsonb` value (`{"a": 1, "b": [1, 2]}`), used where the server
+/// quotes a value from a Postgres error detail.
+pub fn jsonb_text(value: &Value) -> String {
+    let mut out = String::new();
+    write_jsonb(&canonical(value), &mut out);
+    out
+}
+
+fn write_jsonb(value: &Value, out: &mut String) {
+    match value {
+        Value::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push_str(", ");
+                }
+                write_jsonb(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (index, (key, item)) in map.iter().enumerate() {
+                if index > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&serde_json::to_string(key).unwrap_or_default());
+                out.push_str(": ");
+                write_jsonb(item, out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&serde_json::to_string(other).unwrap_or_default()),
+    }
+}
+
+/// Postgres shortens each column of a "Failing row contains (…)" detail to 64 bytes plus
+/// `...`; the server parses the value back when it was not shortened.
+pub fn error_detail_value(value: &Value) -> (Value, bool) {
+    let text = jsonb_text(value);
+    if text.len() <= 64 {
+        return (canonical(value), false);
+    }
+    let mut end = 64;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (Value::String(format!("{}...", &text[..end])), true)
+}
+
+/// The JSON type name the server reports (`json-type-of-clj`).
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "boolean",
+        Value::Null => "null",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Bit of the attribute's inferred types (`attr-model/types` order).
+pub fn inferred_type_bit(value: &Value) -> u8 {
+    match value {
+        Value::Null => 0,
+        Value::Number(_) => 1,
+        Value::String(_) => 2,
+        Value::Bool(_) => 4,
+        _ => 8,
+    }
+}
+
+pub const INFERRED_TYPE_NAMES: [&str; 4] = ["number", "string", "boolean", "json"];
+
+pub fn inferred_bits_from_json(text: Option<&Value>) -> u8 {
+    let mut bits = 0;
+    if let Some(Value::Array(names)) = text {
+        for name in names {
+            if let Some(position) = INFERRED_TYPE_NAMES
+                .iter()
+                .position(|known| Some(*known) == name.as_str())
+            {
+                bits |= 1 << position;
+            }
+        }
+    }
+    bits
+}
+
+pub fn inferred_bits_to_json(bits: u8) -> String {
+    let names: Vec<&str> = INFERRED_TYPE_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(position, _)| bits & (1 << position) != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    serde_json::to_string(&names).unwrap_or_default()
+}
+
+/// Clojure's printed form of a value (`pr-str`), which some server messages embed.
+pub fn pr_str(value: &Value) -> String {
+    match value {
+        Value::Null => "nil".to_string(),
+        Value::String(text) => match as_uuid(text) {
+            Some(uuid) => format!("#uuid \"{uuid}\""),
+            None => serde_json::to_string(text).unwrap_or_default(),
+        },
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(pr_str).collect::<Vec<_>>().join(" ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(key, item)| format!(
+                    "{} {}",
+                    serde_json::to_string(key).unwrap_or_default(),
+                    pr_str(item)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a JSON string (or key) anywhere in the value holds a NUL character, which `jsonb`
+/// cannot store.
+pub fn has_null_byte(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(has_null_byte),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, item)| key.contains('\0') || has_null_byte(item)),
+        _ => false,
+    }
+}
+
+/// `jsonb_deep_merge_many`: each patch merges into the accumulated value.
+pub fn deep_merge(base: Option<Value>, patch: &Value) -> Value {
+    match (base, patch) {
+        (Some(Value::Object(mut base)), Value::Object(patch)) => {
+            for (key, item) in patch {
+                match (base.get_mut(key), item) {
+                    (Some(existing @ Value::Object(_)), Value::Object(_)) => {
+                        let merged = deep_merge(Some(existing.take()), item);
+                        *existing = merged;
+                    }
+                    (_, Value::Null) => {
+                        base.shift_remove(key);
+                    }
+                    _ => {
+                        base.insert(key.clone(), item.clone());
+                    }
+                }
+            }
+            Value::Object(base)
+        }
+        _ => patch.clone(),
+    }
+}
+
+/// Whether a value passes the `checked_data_type` constraint, and the number to index it by
+/// (epoch milliseconds for dates).
+pub fn check_data_type(data_type: &str, value: &Value) -> Option<Option<f64>> {
+    match (data_type, value) {
+        (_, Value::Null) => Some(None),
+        ("string", Value::String(_)) => Some(None),
+        ("number", Value::Number(number)) => Some(number.as_f64()),
+        ("boolean", Value::Bool(_)) => Some(None),
+        ("date", Value::Number(number)) => number.as_f64().filter(|n| n.is_finite()).map(Some),
+        ("date", Value::String(text)) => parse_date_ms(text).map(Some),
+        ("string" | "number" | "boolean" | "date", _) => None,
+        // An unknown type name never comes from the catalogue; accept rather than refuse data.
+        _ => Some(value.as_f64()),
+    }
+}
+
+/// Parses the ISO-8601 forms Postgres casts to `timestamptz` (date, date-time with `T` or a
+/// space, optional seconds, fraction and zone; no zone means UTC) into epoch milliseconds.
+pub fn parse_date_ms(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let bytes = text.as_bytes();
+    let digits = |from: usize, count: usize| -> Option<i64> {
+        let part = text.get(from..from + count)?;
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
+    }
+    let year = digits(0, 4)?;
+    let month = digits(5, 2)?;
+    let day = digits(8, 2)?;
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    let mut ms = days_from_civil(year, month, day) as f64 * 86_400_000.0;
+    let mut rest = &text[10..];
+    if rest.is_empty() {
+        return Some(ms);
+    }
+    if !(rest.starts_with('T') || rest.starts_with('t') || rest.starts_with(' ')) {
+        return None;
+    }
+    rest = &rest[1..];
+    let time_digits = |s: &str, from: usize| -> Option<i64> {
+        let part = s.get(from..from + 2)?;
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    let hour = time_digits(rest, 0)?;
+    if rest.as_bytes().get(2) != Some(&b':') {
+        return None;
+    }
+    let minute = time_digits(rest, 3)?;
+    let mut seconds = 0.0;
+    let mut position = 5;
+    if rest.as_bytes().get(5) == Some(&b':') {
+        let whole = time_digits(rest, 6)? as f64;
+        position = 8;
+        let mut fraction = String::new();
+        if rest.as_bytes().get(8) == Some(&b'.') {
+            position = 9;
+            while let Some(b) = rest.as_bytes().get(position) {
+                if b.is_ascii_digit() {
+                    fraction.push(*b as char);
+                    position += 1;
+                } else {
+                    break;
+                }
+            }
+            if fraction.is_empty() {
+                return None;
+            }
+        }
+        seconds = whole
+            + if fraction.is_empty() {
+                0.0
+            } else {
+                format!("0.{fraction}").parse::<f64>().ok()?
+            };
+    }
+    if hour > 24 || minute > 59 || seconds >= 61.0 {
+        return None;
+    }
+    ms += (hour * 3_600_000 + minute * 60_000) as f64 + seconds * 1000.0;
+    let zone = rest[position..].trim_start();
+    let offset_minutes = match zone {
+        "" | "Z" | "z" => 0,
+        _ => {
+            let sign = match zone.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let zone = &zone[1..];
+            let (hours, minutes) = match zone.len() {
+                2 => (zone.parse::<i64>().ok()?, 0),
+                4 => (zone[..2].parse().ok()?, zone[2..].parse().ok()?),
+                5 if zone.as_bytes()[2] == b':' => {
+                    (zone[..2].parse().ok()?, zone[3..].parse().ok()?)
+                }
+                _ => return None,
+            };
+            sign * (hours * 60 + minutes)
+        }
+    };
+    Some((ms - (offset_minutes * 60_000) as f64).round())
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = if year >= 0 { year } else { year - 399 } / 400;
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// Rough `pg_column_size` of a `jsonb` value: the indexed-value limit is 1024 bytes.
+pub fn jsonb_size(value: &Value, text_len: usize) -> usize {
+    match value {
+        // varlena header, container header and one entry around the string bytes.
+        Value::String(text) => text.len() + 12,
+        _ => text_len + 8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn deep_merge_follows_jsonb_deep_merge() {
+        let base = json!({"a": {"b": 1, "c": 2}, "d": 3, "e": [1]});
+        let merged = deep_merge(
+            Some(base),
+            &json!({"a": {"c": null, "x": {"y": null}}, "d": null, "e": {"f": 1}}),
+        );
+        assert_eq!(merged, json!({"a": {"b": 1, "x": {"y": null}}, "e": {"f": 1}}));
+        assert_eq!(deep_merge(Some(json!(5)), &json!({"a": null})), json!({"a": null}));
+        assert_eq!(deep_merge(None, &json!({"a": 1})), json!({"a": 1}));
+        assert_eq!(deep_merge(Some(json!({"a": 1})), &json!("s")), json!("s"));
+    }
+
+    #[test]
+    fn texts_match_postgres_and_clojure() {
+        let value = json!({"bb": [1, "6F9619FF-8B86-D011-B42D-00C04FC964FF"], "a": null});
+        assert_eq!(
+            jsonb_text(&value),
+            r#"{"a": null, "bb": [1, "6f9619ff-8b86-d011-b42d-00c04fc964ff"]}"#
+        );
+        assert_eq!(
+            storage_text(&value),
+            r#"{"a":null,"bb":[1,"6f9619ff-8b86-d011-b42d-00c04fc964ff"]}"#
+        );
+        assert_eq!(
+            pr_str(&json!(["6f9619ff-8b86-d011-b42d-00c04fc964ff", "x", 1, null])),
+            "[#uuid \"6f9619ff-8b86-d011-b42d-00c04fc964ff\" \"x\" 1 nil]"
+        );
+        let long = json!("a".repeat(100));
+        let (shown, truncated) = error_detail_value(&long);
+        assert!(truncated);
+        assert_eq!(shown, json!(format!("\"{}...", "a".repeat(63))));
+    }
+
+    #[test]
+    fn dates_parse_like_timestamptz() {
+        assert_eq!(parse_date_ms("1970-01-01"), Some(0.0));
+        assert_eq!(parse_date_ms("2024-02-29T12:00:00Z"), Some(1_709_208_000_000.0));
+        assert_eq!(
+            parse_date_ms("2024-02-29T14:00:00.5+02:00"),
+            Some(1_709_208_000_500.0)
+        );
+        assert_eq!(parse_date_ms("2023-02-29"), None);
+        assert_eq!(parse_date_ms("yesterday-ish"), None);
+        assert_eq!(check_data_type("date", &json!("nope")), None);
+        assert_eq!(check_data_type("number", &json!(2)), Some(Some(2.0)));
+        assert_eq!(check_data_type("string", &json!([1])), None);
+    }
+}
