@@ -8,7 +8,8 @@
 //!    median and p95 latency.
 //! 3. Peak RSS (`VmHWM`).
 //!
-//! `BENCH_DIR` keeps the workspace in a given directory instead of a temporary one.
+//! `BENCH_DIR` keeps the workspace in a given directory instead of a temporary one;
+//! `BENCH_SQLITE_PRAGMAS` runs extra PRAGMAs on the engine's connection (tuning experiments).
 
 use std::time::{Duration, Instant};
 
@@ -108,9 +109,10 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-fn peak_rss_mib() -> Option<f64> {
+/// `VmHWM` (peak) or `VmRSS` (current) from `/proc/self/status`, in MiB.
+fn status_mib(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|line| line.starts_with(key))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
@@ -131,6 +133,16 @@ fn main() {
     };
     let engine = LocalEngine::open(&dir).expect("the workspace opens");
     println!("workspace: {}", dir.display());
+    // What-if measurements for tuning the store: extra PRAGMAs on the engine's connection,
+    // e.g. BENCH_SQLITE_PRAGMAS="PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 10000;".
+    if let Ok(pragmas) = std::env::var("BENCH_SQLITE_PRAGMAS") {
+        engine
+            .store()
+            .conn()
+            .execute_batch(&pragmas)
+            .unwrap_or_else(|error| panic!("BENCH_SQLITE_PRAGMAS {pragmas:?}: {error}"));
+        println!("extra pragmas: {pragmas}");
+    }
 
     let app = engine
         .create_ephemeral_app(&EphemeralAppRequest {
@@ -165,8 +177,9 @@ fn main() {
         if rate >= 50_000.0 { "" } else { "  TARGET MISSED" }
     );
     println!(
-        "        mean transact of {batch} steps: {:.1} ms",
-        ms(in_transact) / write_entities.div_ceil(batch).max(1) as f64
+        "        mean transact of {batch} steps: {:.1} ms; RSS now {:.0} MiB",
+        ms(in_transact) / write_entities.div_ceil(batch).max(1) as f64,
+        status_mib("VmRSS:").unwrap_or(0.0)
     );
 
     // 2. Fill up to the query size, then query by the indexed attribute.
@@ -179,6 +192,10 @@ fn main() {
             query_entities - write_entities,
             fill.as_secs_f64(),
             (query_entities - write_entities) as f64 / fill.as_secs_f64()
+        );
+        println!(
+            "        RSS now {:.0} MiB",
+            status_mib("VmRSS:").unwrap_or(0.0)
         );
     }
     let mut latencies = Vec::with_capacity(queries);
@@ -211,7 +228,7 @@ fn main() {
     );
 
     // 3. Memory and disk.
-    match peak_rss_mib() {
+    match status_mib("VmHWM:") {
         Some(mib) => println!("memory: peak RSS {mib:.0} MiB"),
         None => println!("memory: peak RSS unavailable (no /proc/self/status)"),
     }

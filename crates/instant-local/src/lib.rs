@@ -6,10 +6,11 @@
 //! server; where the engine simplifies (jobs run synchronously, no permissions under
 //! impersonation), the module that does so says so.
 
+pub mod directory;
 pub mod engine;
 pub mod query;
-pub mod server;
 pub mod schema_ops;
+pub mod server;
 pub mod store;
 pub mod transact;
 

@@ -10,8 +10,14 @@
 //!   default order (`serverCreatedAt`, then id) is an index scan.
 //! - `triples`: every other value, `value` being the JSON text (`null` for a stored null), with
 //!   `num` (numbers, and dates as epoch ms) for comparisons and ordering, and `ref_id` (the
-//!   target of a link) for reverse traversal.
+//!   target of a link) for reverse traversal. `av` is 1 on the triples of unique or indexed
+//!   data attributes, and only those are in the value indexes, as only those are in Instant's
+//!   `av` index: value-index inserts are most of the cost of a write, and the other attributes
+//!   are never looked up by value through an index (where-clauses on them scan the namespace).
 //! - `indexing_jobs`: schema jobs, run synchronously and kept for polling.
+//! - `orgs`: the workspace's organisation directory (see `directory`): each org, the app it
+//!   owns, and whether its credentials are `present`, `missing` or `malformed`, so a generated
+//!   or test fleet can hold orgs in every credential state.
 //!
 //! **Each transact call is one SQLite transaction**: all or nothing.
 
@@ -27,7 +33,7 @@ use serde_json::{json, Map, Value};
 pub const DATABASE_FILE: &str = "instant.sqlite3";
 
 /// Bumped when [`SCHEMA_SQL`] changes incompatibly; a workspace of another version is refused.
-pub const FORMAT_VERSION: &str = "1";
+pub const FORMAT_VERSION: &str = "2";
 
 pub const SCHEMA_SQL: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -98,11 +104,12 @@ CREATE TABLE IF NOT EXISTS triples (
   value TEXT NOT NULL,
   num REAL,
   ref_id TEXT,
+  av INTEGER NOT NULL DEFAULT 0,
   created_at INTEGER NOT NULL,
   PRIMARY KEY (app_pk, entity_id, attr_pk, value)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS triples_by_value ON triples (app_pk, attr_pk, value);
-CREATE INDEX IF NOT EXISTS triples_by_num ON triples (app_pk, attr_pk, num) WHERE num IS NOT NULL;
+CREATE INDEX IF NOT EXISTS triples_by_value ON triples (app_pk, attr_pk, value) WHERE av = 1;
+CREATE INDEX IF NOT EXISTS triples_by_num ON triples (app_pk, attr_pk, num) WHERE av = 1 AND num IS NOT NULL;
 CREATE INDEX IF NOT EXISTS triples_by_ref ON triples (app_pk, ref_id, attr_pk) WHERE ref_id IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS indexing_jobs (
@@ -126,6 +133,15 @@ CREATE TABLE IF NOT EXISTS indexing_jobs (
   done_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS indexing_jobs_group ON indexing_jobs (app_pk, group_id);
+
+CREATE TABLE IF NOT EXISTS orgs (
+  org_id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  slug TEXT NOT NULL,
+  app_id TEXT REFERENCES apps(id),
+  credentials TEXT NOT NULL DEFAULT 'present'
+    CHECK (credentials IN ('present', 'missing', 'malformed'))
+);
 "#;
 
 /// Why a workspace could not be opened or used. Every variant names the database file.
@@ -227,8 +243,14 @@ impl Store {
         let _: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(open_err)?;
+        // WAL with `synchronous = NORMAL` is durable across crashes of the process and loses at
+        // most the last commits on power loss, as SQLite documents. A large page cache and
+        // rare checkpoints matter most for write throughput: entity ids are random UUIDs, so
+        // index inserts touch pages all over the B-trees.
         conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+             PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY; \
+             PRAGMA wal_autocheckpoint = 16384; PRAGMA mmap_size = 1073741824;",
         )
         .map_err(open_err)?;
         conn.execute_batch(SCHEMA_SQL).map_err(open_err)?;
@@ -330,7 +352,7 @@ impl Store {
                 );
                 extra.insert(
                     "message".into(),
-                    json!("This token is invalid or expired, or the app id is wrong."),
+                    json!("This admin token may be expired or invalid. Or you may have provided an incorrect app ID."),
                 );
                 Err(ApiError::record_not_found("app-admin-token", extra))
             }
@@ -375,6 +397,135 @@ impl Store {
     pub fn attrs(&self, conn: &Connection, app_pk: i64) -> Result<Vec<AttrRow>, ApiError> {
         load_attrs(conn, app_pk)
     }
+}
+
+/// What the workspace records about an organisation's app credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrgCredentials {
+    /// The org's app exists and its admin token is served.
+    Present,
+    /// The org carries no credentials (as if its metadata had none).
+    Missing,
+    /// The org carries credentials of the wrong shape.
+    Malformed,
+}
+
+impl OrgCredentials {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrgCredentials::Present => "present",
+            OrgCredentials::Missing => "missing",
+            OrgCredentials::Malformed => "malformed",
+        }
+    }
+
+    fn parse(text: &str) -> Option<OrgCredentials> {
+        match text {
+            "present" => Some(OrgCredentials::Present),
+            "missing" => Some(OrgCredentials::Missing),
+            "malformed" => Some(OrgCredentials::Malformed),
+            _ => None,
+        }
+    }
+}
+
+/// One row of the workspace's organisation directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgRecord {
+    pub org_id: String,
+    pub name: String,
+    pub slug: String,
+    /// The app the org owns, when it has one.
+    pub app_id: Option<String>,
+    pub credentials: OrgCredentials,
+}
+
+impl Store {
+    /// Creates or replaces an organisation. Its app, when named, must exist in the workspace.
+    pub fn upsert_org(&self, org: &OrgRecord) -> Result<(), ApiError> {
+        let conn = self.conn();
+        if let Some(app_id) = &org.app_id {
+            if lookup_app(&conn, app_id)?.is_none() {
+                let mut extra = Map::new();
+                extra.insert("app-id".into(), json!(app_id));
+                extra.insert("org-id".into(), json!(org.org_id));
+                return Err(ApiError::record_not_found("app", extra));
+            }
+        }
+        conn.execute(
+            "INSERT INTO orgs (org_id, name, slug, app_id, credentials) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (org_id) DO UPDATE SET name = excluded.name, slug = excluded.slug, \
+             app_id = excluded.app_id, credentials = excluded.credentials",
+            params![
+                org.org_id,
+                org.name,
+                org.slug,
+                org.app_id,
+                org.credentials.as_str()
+            ],
+        )
+        .map_err(sql_error)?;
+        Ok(())
+    }
+
+    /// Every organisation, ordered by id.
+    pub fn orgs(&self) -> Result<Vec<OrgRecord>, ApiError> {
+        let conn = self.conn();
+        let mut statement = conn
+            .prepare("SELECT org_id, name, slug, app_id, credentials FROM orgs ORDER BY org_id")
+            .map_err(sql_error)?;
+        let rows = statement
+            .query_map([], org_from_row)
+            .map_err(sql_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql_error);
+        rows
+    }
+
+    /// One organisation, `None` when unknown.
+    pub fn org(&self, org_id: &str) -> Result<Option<OrgRecord>, ApiError> {
+        self.conn()
+            .query_row(
+                "SELECT org_id, name, slug, app_id, credentials FROM orgs WHERE org_id = ?1",
+                [org_id],
+                org_from_row,
+            )
+            .optional()
+            .map_err(sql_error)
+    }
+
+    /// The admin token of the app an org owns, only for an org whose credentials are
+    /// `present` and that has an app; `None` otherwise.
+    pub fn org_admin_token(&self, org_id: &str) -> Result<Option<String>, ApiError> {
+        self.conn()
+            .query_row(
+                "SELECT apps.admin_token FROM orgs JOIN apps ON apps.id = orgs.app_id \
+                 WHERE orgs.org_id = ?1 AND orgs.credentials = 'present'",
+                [org_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql_error)
+    }
+}
+
+fn org_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OrgRecord> {
+    let credentials: String = row.get(4)?;
+    Ok(OrgRecord {
+        org_id: row.get(0)?,
+        name: row.get(1)?,
+        slug: row.get(2)?,
+        app_id: row.get(3)?,
+        // The column's CHECK admits only the three states; anything else is a hand-edited
+        // database, reported as SQLite reports an unreadable value.
+        credentials: OrgCredentials::parse(&credentials).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                4,
+                rusqlite::types::Type::Text,
+                format!("unknown org credentials state `{credentials}`").into(),
+            )
+        })?,
+    })
 }
 
 fn check_token_shape(auth: &AppAuth) -> Result<(), ApiError> {
@@ -517,6 +668,24 @@ pub fn insert_attr(conn: &Connection, app_pk: i64, attr: &ServerAttr) -> Result<
     Ok(conn.last_insert_rowid())
 }
 
+/// Whether a triple of `attr` belongs in the value indexes (`triples.av`).
+pub fn in_value_index(attr: &ServerAttr) -> bool {
+    !attr.is_ref() && (attr.unique || attr.index)
+}
+
+/// Brings `triples.av` in line with the attribute's flags after they changed (index, unique,
+/// or a data attribute turned into a link). Scans the app's triples once; schema changes are
+/// rare next to writes.
+pub fn refresh_value_index(conn: &Connection, app_pk: i64, attr_pk: i64) -> Result<(), ApiError> {
+    conn.prepare_cached(
+        "UPDATE triples SET av = (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) \
+         THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?2) WHERE app_pk = ?1 AND attr_pk = ?2",
+    )
+    .and_then(|mut statement| statement.execute(params![app_pk, attr_pk]))
+    .map_err(sql_error)?;
+    Ok(())
+}
+
 /// A new transaction id for `app_pk`.
 pub fn next_tx_id(conn: &Connection, app_pk: i64, created_at: i64) -> Result<i64, ApiError> {
     conn.prepare_cached("INSERT INTO txs (app_pk, created_at) VALUES (?1, ?2)")
@@ -614,7 +783,9 @@ mod tests {
         drop(store);
         let err = Store::open(dir.path()).unwrap_err().to_string();
         assert!(
-            err.ends_with("instant.sqlite3: workspace format 99 is not supported (expected 1)"),
+            err.ends_with(&format!(
+                "instant.sqlite3: workspace format 99 is not supported (expected {FORMAT_VERSION})"
+            )),
             "{err}"
         );
     }

@@ -252,7 +252,6 @@ impl Op {
     }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // The engine of one transact call
 
@@ -587,7 +586,9 @@ impl<'c> Engine<'c> {
             }
             "delete-attr" => {
                 let id = items.get(1).and_then(Value::as_str).unwrap_or_default();
-                ops.push(Op::DeleteAttr(as_uuid(id).unwrap_or_else(|| id.to_string())));
+                ops.push(Op::DeleteAttr(
+                    as_uuid(id).unwrap_or_else(|| id.to_string()),
+                ));
             }
             other => {
                 return Err(ApiError::validation(
@@ -636,7 +637,9 @@ impl<'c> Engine<'c> {
             _ => Err(ApiError::validation(
                 "lookup",
                 eid.clone(),
-                vec![json!({"message": format!("{} is not a unique attribute on {etype}", pair.0)})],
+                vec![
+                    json!({"message": format!("{} is not a unique attribute on {etype}", pair.0)}),
+                ],
             )),
         }
     }
@@ -916,7 +919,11 @@ impl<'c> Engine<'c> {
                 ("$users", "id") | ("$files", "id") | ("$files", "path") | ("$streams", "id")
             );
             let fail = |message: String| {
-                ApiError::validation("tx-step", self.op_json(op), vec![json!({"message": message})])
+                ApiError::validation(
+                    "tx-step",
+                    self.op_json(op),
+                    vec![json!({"message": message})],
+                )
             };
             if attr.system && !editable && matches!(attr.etype.as_str(), "$files" | "$streams") {
                 return Err(fail(format!(
@@ -1024,15 +1031,21 @@ impl<'c> Engine<'c> {
         if value.is_null() || attr.pk == 0 {
             return Ok(None);
         }
-        let text = storage_text(value);
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND value = ?3 LIMIT 1",
+        // Unique data attributes are in the value index; links are found through their target.
+        let (sql, key) = if attr.is_ref {
+            (
+                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND ref_id = ?3 AND attr_pk = ?2 LIMIT 1",
+                ref_key(value),
             )
-            .map_err(sql_error)?;
+        } else {
+            (
+                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND value = ?3 AND av = 1 LIMIT 1",
+                storage_text(value),
+            )
+        };
+        let mut statement = self.conn.prepare_cached(sql).map_err(sql_error)?;
         statement
-            .query_row(params![self.app.app_pk, attr.pk, text], |row| row.get(0))
+            .query_row(params![self.app.app_pk, attr.pk, key], |row| row.get(0))
             .optional()
             .map_err(sql_error)
     }
@@ -1055,8 +1068,8 @@ impl<'c> Engine<'c> {
                 // attribute, as the server's `attr-model/insert-multi!` writes.
                 self.conn
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, created_at) \
-                         SELECT app_pk, entity_id, ?3, 'null', NULL, NULL, ?4 FROM entities WHERE app_pk = ?1 AND etype = ?2",
+                        "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) \
+                         SELECT app_pk, entity_id, ?3, 'null', NULL, NULL, 1, ?4 FROM entities WHERE app_pk = ?1 AND etype = ?2",
                     )
                     .and_then(|mut statement| {
                         statement.execute(params![self.app.app_pk, attr.etype, pk, self.now])
@@ -1077,7 +1090,9 @@ impl<'c> Engine<'c> {
                 return Err(ApiError::validation(
                     "attributes",
                     input,
-                    vec![json!({"message": format!("$ is reserved for system tables. You can't create {}", ident.etype)})],
+                    vec![
+                        json!({"message": format!("$ is reserved for system tables. You can't create {}", ident.etype)}),
+                    ],
                 ));
             }
         }
@@ -1222,7 +1237,9 @@ impl<'c> Engine<'c> {
                             .map(|(a, v)| json!([self.catalog.attrs[*a].id, canonical(v)]))
                             .collect(),
                     ),
-                    vec![json!({"message": "Updates with lookups can only update the lookup attribute if an entity with the unique attribute value already exists."})],
+                    vec![
+                        json!({"message": "Updates with lookups can only update the lookup attribute if an entity with the unique attribute value already exists."}),
+                    ],
                 ));
             }
         }
@@ -1265,7 +1282,9 @@ impl<'c> Engine<'c> {
                                         "label": attr_row.label,
                                         "value": canonical(value),
                                     }),
-                                    vec![json!({"message": "The entity for the lookup does not exist."})],
+                                    vec![
+                                        json!({"message": "The entity for the lookup does not exist."}),
+                                    ],
                                 ));
                             }
                         }
@@ -1329,7 +1348,10 @@ impl<'c> Engine<'c> {
             }
             let is_fresh = fresh.contains(entity);
             self.write_triple(entity, *a, value, is_fresh)?;
-            if self.indexed_blobs.contains_key(&self.catalog.attrs[*a].etype) {
+            if self
+                .indexed_blobs
+                .contains_key(&self.catalog.attrs[*a].etype)
+            {
                 written.insert((entity.clone(), *a));
             }
         }
@@ -1344,8 +1366,8 @@ impl<'c> Engine<'c> {
                 let pk = self.catalog.attrs[a].pk;
                 self.conn
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, created_at) \
-                         SELECT ?1, ?2, ?3, 'null', NULL, NULL, ?4 WHERE NOT EXISTS \
+                        "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) \
+                         SELECT ?1, ?2, ?3, 'null', NULL, NULL, 1, ?4 WHERE NOT EXISTS \
                          (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3)",
                     )
                     .and_then(|mut statement| {
@@ -1438,14 +1460,25 @@ impl<'c> Engine<'c> {
             }
         }
         if attr.unique && !value.is_null() {
+            // A unique link (reverse has-one) is checked through its target, a unique data
+            // attribute through the value index.
+            let (sql, key) = if attr.is_ref {
+                (
+                    "SELECT entity_id FROM triples WHERE app_pk = ?1 AND ref_id = ?3 AND attr_pk = ?2 AND entity_id <> ?4 LIMIT 1",
+                    ref_key(value),
+                )
+            } else {
+                (
+                    "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND value = ?3 AND av = 1 AND entity_id <> ?4 LIMIT 1",
+                    text.clone(),
+                )
+            };
             let other: Option<String> = self
                 .conn
-                .prepare_cached(
-                    "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND value = ?3 AND entity_id <> ?4 LIMIT 1",
-                )
+                .prepare_cached(sql)
                 .and_then(|mut statement| {
                     statement
-                        .query_row(params![self.app.app_pk, attr.pk, text, entity], |row| {
+                        .query_row(params![self.app.app_pk, attr.pk, key, entity], |row| {
                             row.get(0)
                         })
                         .optional()
@@ -1477,6 +1510,7 @@ impl<'c> Engine<'c> {
             attr.etype.clone(),
             values::inferred_type_bit(value),
         );
+        let av = !attr.is_ref && (attr.unique || attr.indexed);
         let app_pk = self.app.app_pk;
         if card_one && !fresh {
             let updated = self
@@ -1489,10 +1523,10 @@ impl<'c> Engine<'c> {
                 })
                 .map_err(sql_error)?;
             if updated == 0 {
-                self.insert_triple(entity, pk, &text, num, ref_id.as_deref())?;
+                self.insert_triple(entity, pk, &text, num, ref_id.as_deref(), av)?;
             }
         } else {
-            self.insert_triple(entity, pk, &text, num, ref_id.as_deref())?;
+            self.insert_triple(entity, pk, &text, num, ref_id.as_deref(), av)?;
         }
         self.catalog.attrs[a].inferred |= bit;
         self.touch(entity, &etype);
@@ -1506,11 +1540,12 @@ impl<'c> Engine<'c> {
         text: &str,
         num: Option<f64>,
         ref_id: Option<&str>,
+        av: bool,
     ) -> Res<()> {
         self.conn
             .prepare_cached(
-                "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut statement| {
                 statement.execute(params![
@@ -1520,6 +1555,7 @@ impl<'c> Engine<'c> {
                     text,
                     num,
                     ref_id,
+                    av,
                     self.now
                 ])
             })
@@ -1846,10 +1882,7 @@ fn step_parts(step: &Value) -> Option<(&str, &str, &Value, Option<&Value>)> {
 fn link_targets(targets: &Value) -> Vec<Value> {
     match targets {
         Value::Array(items) => items.clone(),
-        Value::Object(map) => map
-            .iter()
-            .map(|(key, value)| json!([key, value]))
-            .collect(),
+        Value::Object(map) => map.iter().map(|(key, value)| json!([key, value])).collect(),
         other => vec![other.clone()],
     }
 }
@@ -1874,7 +1907,9 @@ fn lookup_pair(eid: &Value) -> Res<Option<(String, Value)>> {
         Value::Object(_) => Err(ApiError::validation(
             "lookup",
             eid.clone(),
-            vec![json!({"message": "lookup must be an object with a single unique attr and value."})],
+            vec![
+                json!({"message": "lookup must be an object with a single unique attr and value."}),
+            ],
         )),
         _ => Ok(None),
     }
@@ -1888,7 +1923,10 @@ fn parse_encoded_lookup(text: &str) -> Res<(String, Value)> {
         parts.pop();
     }
     let label = parts.get(1).copied().unwrap_or_default().to_string();
-    let json_text = parts.get(2..).map(|rest| rest.join("__")).unwrap_or_default();
+    let json_text = parts
+        .get(2..)
+        .map(|rest| rest.join("__"))
+        .unwrap_or_default();
     let trimmed = json_text.trim();
     if trimmed.is_empty() {
         return Ok((label, Value::Null));
@@ -1954,6 +1992,14 @@ fn null_byte_error() -> ApiError {
         "A value in the transaction contains null bytes, which cannot be stored.",
         json!({"table": null, "condition": "untranslatable-character", "constraint": null}),
     )
+}
+
+/// The `ref_id` a link value is stored under: the target id, lowercased like stored ids.
+fn ref_key(value: &Value) -> String {
+    match value {
+        Value::String(id) => id.to_ascii_lowercase(),
+        other => storage_text(other),
+    }
 }
 
 /// A `triples` check-constraint violation as `translate-and-throw-psql-exception!` reports it.
@@ -2059,8 +2105,8 @@ fn parse_user_attr(attr: &Value, index: usize) -> Res<ServerAttr> {
             .and_then(as_uuid)
             .ok_or_else(|| fail(json!("uuid?"), vec![json!(key), json!(0)]))?;
         let mut names = Vec::new();
-        for position in 1..3 {
-            match parts[position].as_str() {
+        for (position, part) in parts.iter().enumerate().skip(1) {
+            match part.as_str() {
                 Some(name) if !name.trim().is_empty() => names.push(name.to_string()),
                 _ => {
                     return Err(fail(
@@ -2076,7 +2122,8 @@ fn parse_user_attr(attr: &Value, index: usize) -> Res<ServerAttr> {
             names[1].clone(),
         )))
     };
-    let forward_identity = identity("forward-identity")?.unwrap_or_else(|| Identity::new(None, "", ""));
+    let forward_identity =
+        identity("forward-identity")?.unwrap_or_else(|| Identity::new(None, "", ""));
     let reverse_identity = identity("reverse-identity")?;
     let cardinality = match map.get("cardinality").and_then(Value::as_str) {
         Some("one") => Cardinality::One,
@@ -2092,7 +2139,9 @@ fn parse_user_attr(attr: &Value, index: usize) -> Res<ServerAttr> {
     };
     let checked_data_type = match map.get("checked-data-type") {
         None | Some(Value::Null) => None,
-        Some(Value::String(name)) if ["string", "number", "boolean", "date"].contains(&name.as_str()) => {
+        Some(Value::String(name))
+            if ["string", "number", "boolean", "date"].contains(&name.as_str()) =>
+        {
             Some(name.clone())
         }
         Some(_) => {

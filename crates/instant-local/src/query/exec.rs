@@ -108,7 +108,7 @@ impl<'a> Reader<'a> {
 
     fn target_values(&self, id: &str, target: &Target) -> Result<Vec<Stored>, ApiError> {
         match target {
-            Target::Blob { attr_pk } => self.values(id, *attr_pk),
+            Target::Blob { attr_pk, .. } => self.values(id, *attr_pk),
             Target::Id => Ok(vec![Stored {
                 value: Value::String(id.to_string()),
                 num: None,
@@ -275,8 +275,11 @@ impl<'a> Reader<'a> {
     fn seed(&self, filter: &Filter) -> Result<Option<Vec<String>>, ApiError> {
         for path in filter.shared.iter().filter(|path| path.steps.is_empty()) {
             match &path.test {
+                // Only indexed attributes are in the value indexes; a condition on any other
+                // attribute is checked on each entity of the namespace instead.
                 Test::Eq { target, values }
-                    if !values.iter().any(|m| matches!(m, Matcher::Null)) =>
+                    if !values.iter().any(|m| matches!(m, Matcher::Null))
+                        && !matches!(target, Target::Blob { indexed: false, .. }) =>
                 {
                     let mut ids = Vec::new();
                     for matcher in values {
@@ -285,7 +288,11 @@ impl<'a> Reader<'a> {
                     return Ok(Some(ids));
                 }
                 Test::Compare {
-                    target: Target::Blob { attr_pk },
+                    target:
+                        Target::Blob {
+                            attr_pk,
+                            indexed: true,
+                        },
                     op,
                     data_type,
                     value,
@@ -300,7 +307,7 @@ impl<'a> Reader<'a> {
                         CmpOp::Lte => "<=",
                     };
                     let sql = format!(
-                        "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND num IS NOT NULL AND num {sign} ?3"
+                        "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND av = 1 AND num IS NOT NULL AND num {sign} ?3"
                     );
                     return self
                         .id_rows(&sql, params![self.app_pk, attr_pk, bound])
@@ -331,16 +338,16 @@ impl<'a> Reader<'a> {
                 self.linked(other, *attr_pk, !forward)
             }
             (Target::Ref { .. }, _) => Ok(Vec::new()),
-            (Target::Blob { attr_pk }, Matcher::Json(Value::Number(number))) => self.id_rows(
-                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND num IS NOT NULL AND num = ?3",
+            (Target::Blob { attr_pk, .. }, Matcher::Json(Value::Number(number))) => self.id_rows(
+                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND av = 1 AND num IS NOT NULL AND num = ?3",
                 params![self.app_pk, attr_pk, number.as_f64()],
             ),
-            (Target::Blob { attr_pk }, Matcher::Millis(ms)) => self.id_rows(
-                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND num IS NOT NULL AND num = ?3",
+            (Target::Blob { attr_pk, .. }, Matcher::Millis(ms)) => self.id_rows(
+                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND av = 1 AND num IS NOT NULL AND num = ?3",
                 params![self.app_pk, attr_pk, ms],
             ),
-            (Target::Blob { attr_pk }, Matcher::Json(value)) => self.id_rows(
-                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND value = ?3",
+            (Target::Blob { attr_pk, .. }, Matcher::Json(value)) => self.id_rows(
+                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND av = 1 AND value = ?3",
                 params![
                     self.app_pk,
                     attr_pk,

@@ -176,6 +176,8 @@ pub struct Step {
 pub enum Target {
     Blob {
         attr_pk: i64,
+        /// Whether the attribute's triples are in the value indexes (unique or indexed).
+        indexed: bool,
     },
     /// The `id` attribute: the entity's own id.
     Id,
@@ -611,6 +613,7 @@ fn target_of(attr: &AttrRow, forward: bool) -> Target {
     } else {
         Target::Blob {
             attr_pk: attr.attr_pk,
+            indexed: crate::store::in_value_index(&attr.attr),
         }
     }
 }

@@ -108,7 +108,7 @@ impl Fixture {
                 _ => None,
             };
             conn.execute(
-                "INSERT INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
+                "INSERT INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)",
                 params![self.app.app_pk, id, pk, value.to_string(), num, self.clock],
             )
             .unwrap();
@@ -1098,7 +1098,7 @@ fn indexed_equality_over_a_million_entities() {
                 .prepare("INSERT INTO entities (app_pk, etype, entity_id, created_at) VALUES (?1, 'users', ?2, ?3)")
                 .unwrap();
             let mut triple = tx
-                .prepare("INSERT INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)")
+                .prepare("INSERT INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)")
                 .unwrap();
             for n in 0..1_000_000u32 {
                 let id = uuid::Uuid::new_v4().to_string();

@@ -541,6 +541,7 @@ fn update_attrs(
                 ],
             )
             .map_err(sql_error)?;
+        crate::store::refresh_value_index(conn, app_pk, current.attr_pk)?;
         // Reverse identities need an ident id; a link made from a data attribute gets one.
         if reverse.is_some() && old.reverse_identity.is_none() {
             conn.execute(

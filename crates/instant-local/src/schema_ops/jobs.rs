@@ -197,8 +197,9 @@ pub(crate) fn insert_null_triples(
     let now = now_ms();
     let mut insert = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, created_at) \
-             VALUES (?1, ?2, ?3, 'null', NULL, NULL, ?4)",
+            // Null triples exist for indexed attributes only, so they are in the value index.
+            "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) \
+             VALUES (?1, ?2, ?3, 'null', NULL, NULL, 1, ?4)",
         )
         .map_err(sql_error)?;
     for entity_id in &missing {
@@ -263,6 +264,7 @@ pub(crate) fn entities_missing(
 
 fn set_attr_flag(
     conn: &Connection,
+    app_pk: i64,
     attr_pk: i64,
     column: &'static str,
     on: bool,
@@ -272,7 +274,7 @@ fn set_attr_flag(
         params![on, attr_pk],
     )
     .map_err(sql_error)?;
-    Ok(())
+    crate::store::refresh_value_index(conn, app_pk, attr_pk)
 }
 
 fn set_checked_type(
@@ -346,20 +348,20 @@ fn run(
             Outcome::completed("update-attr-done", Some(count_triples()?))
         }
         "index" => {
-            set_attr_flag(conn, attr.attr_pk, "is_indexed", true)?;
+            set_attr_flag(conn, app_pk, attr.attr_pk, "is_indexed", true)?;
             let triples = count_triples()?;
             let (checked, _) = insert_null_triples(conn, app_pk, attr)?;
             Outcome::completed("update-attr-done", Some(triples + checked))
         }
         "remove-index" => {
-            set_attr_flag(conn, attr.attr_pk, "is_indexed", false)?;
+            set_attr_flag(conn, app_pk, attr.attr_pk, "is_indexed", false)?;
             Outcome::completed("update-attr-done", Some(count_triples()?))
         }
         "unique" => {
             let (work, duplicate) = first_duplicate_value(conn, app_pk, attr.attr_pk)?;
             match duplicate {
                 None => {
-                    set_attr_flag(conn, attr.attr_pk, "is_unique", true)?;
+                    set_attr_flag(conn, app_pk, attr.attr_pk, "is_unique", true)?;
                     Outcome::completed("update-attr-done", Some(work))
                 }
                 Some(value_text) => {
@@ -379,16 +381,16 @@ fn run(
             }
         }
         "remove-unique" => {
-            set_attr_flag(conn, attr.attr_pk, "is_unique", false)?;
+            set_attr_flag(conn, app_pk, attr.attr_pk, "is_unique", false)?;
             Outcome::completed("update-attr-done", Some(count_triples()?))
         }
         "required" => {
             let (checked, missing) = entities_missing(conn, app_pk, attr)?;
             if missing.is_empty() {
-                set_attr_flag(conn, attr.attr_pk, "is_required", true)?;
+                set_attr_flag(conn, app_pk, attr.attr_pk, "is_required", true)?;
                 Outcome::completed("revalidate", Some(checked))
             } else {
-                set_attr_flag(conn, attr.attr_pk, "is_required", false)?;
+                set_attr_flag(conn, app_pk, attr.attr_pk, "is_required", false)?;
                 let first: Vec<&String> = missing.iter().take(10).collect();
                 let sample: Vec<Value> = first
                     .iter()
@@ -407,7 +409,7 @@ fn run(
             }
         }
         "remove-required" => {
-            set_attr_flag(conn, attr.attr_pk, "is_required", false)?;
+            set_attr_flag(conn, app_pk, attr.attr_pk, "is_required", false)?;
             Outcome {
                 work_estimate: None,
                 ..Outcome::completed("update-attr", None)

@@ -80,8 +80,8 @@ fn seed(conn: &Connection, app_pk: i64, etype: &str, id: &str, at: i64, values: 
     .unwrap();
     for (label, value) in values {
         conn.execute(
-            "INSERT INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
+            "INSERT INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)",
             params![
                 app_pk,
                 id,

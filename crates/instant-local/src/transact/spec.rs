@@ -44,7 +44,10 @@ const BRANCHES: [(&str, &[Part]); 10] = [
     ("link", &[Part::Op, Part::Etype, Part::Eid, Part::LinkMap]),
     ("unlink", &[Part::Op, Part::Etype, Part::Eid, Part::LinkMap]),
     ("delete", &[Part::Op, Part::Etype, Part::Eid, Part::Rest]),
-    ("ruleParams", &[Part::Op, Part::Etype, Part::Eid, Part::Args]),
+    (
+        "ruleParams",
+        &[Part::Op, Part::Etype, Part::Eid, Part::Args],
+    ),
     ("add-attr", &[Part::Op, Part::Attr]),
     ("update-attr", &[Part::Op, Part::Attr]),
     ("delete-attr", &[Part::Op, Part::AttrId]),

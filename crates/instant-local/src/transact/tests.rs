@@ -36,7 +36,8 @@ impl Fixture {
     }
 
     fn err(&self, steps: Value) -> ApiError {
-        self.run(steps, false).expect_err("the transaction should fail")
+        self.run(steps, false)
+            .expect_err("the transaction should fail")
     }
 
     /// Adds an attribute with explicit flags through an `add-attr` step.
@@ -136,12 +137,24 @@ impl Fixture {
                     row.get::<_, String>(1)?,
                     row.get::<_, String>(2)?,
                     row.get::<_, String>(3)?,
-                    if row.get::<_, bool>(4)? { " unique" } else { "" },
-                    if row.get::<_, bool>(5)? { " indexed" } else { "" },
+                    if row.get::<_, bool>(4)? {
+                        " unique"
+                    } else {
+                        ""
+                    },
+                    if row.get::<_, bool>(5)? {
+                        " indexed"
+                    } else {
+                        ""
+                    },
                     row.get::<_, Option<String>>(6)?.unwrap_or_default(),
                     row.get::<_, Option<String>>(7)?.unwrap_or_default(),
                     row.get::<_, Option<String>>(8)?.unwrap_or_default(),
-                    if row.get::<_, bool>(9)? { " deleted" } else { "" },
+                    if row.get::<_, bool>(9)? {
+                        " deleted"
+                    } else {
+                        ""
+                    },
                 ))
             })
             .unwrap();
@@ -269,7 +282,9 @@ fn create_and_update_modes() {
 #[test]
 fn merge_is_a_deep_merge() {
     let f = fixture();
-    f.ok(json!([["update", "docs", id(1), {"data": {"a": {"b": 1, "c": 2}, "keep": true}, "n": 5}]]));
+    f.ok(
+        json!([["update", "docs", id(1), {"data": {"a": {"b": 1, "c": 2}, "keep": true}, "n": 5}]]),
+    );
     f.ok(json!([
         ["merge", "docs", id(1), {"data": {"a": {"c": null, "d": {"e": null}}, "keep": null, "x": 1}}],
         ["merge", "docs", id(1), {"data": {"a": {"b": 3}}, "n": {"now": "object"}}],
@@ -300,7 +315,13 @@ fn merging_a_link_is_refused() {
 #[test]
 fn links_forward_reverse_arrays_and_unlink() {
     let f = fixture();
-    f.link_attr("posts", "author", "users", "posts", json!({"cardinality": "one"}));
+    f.link_attr(
+        "posts",
+        "author",
+        "users",
+        "posts",
+        json!({"cardinality": "one"}),
+    );
     f.link_attr("posts", "tags", "tags", "posts", json!({}));
     f.ok(json!([
         ["update", "users", id(1), {"name": "a"}],
@@ -423,7 +444,13 @@ fn delete_removes_triples_and_inbound_links() {
 fn delete_cascades_follow_on_delete_both_ways() {
     let f = fixture();
     // Deleting a user deletes their posts; deleting a post deletes its comments (reverse side).
-    f.link_attr("posts", "author", "users", "posts", json!({"on-delete": "cascade"}));
+    f.link_attr(
+        "posts",
+        "author",
+        "users",
+        "posts",
+        json!({"on-delete": "cascade"}),
+    );
     f.link_attr(
         "posts",
         "comments",
@@ -532,7 +559,10 @@ fn link_id_lookups_and_lookup_link_targets() {
         ["update", "users", id(2), {"email": "new@b.c"}],
         ["link", "profiles", id(10), {"user": [["email", "new@b.c"]]}],
     ]));
-    assert_eq!(error.message, "Validation failed for lookup: The entity for the lookup does not exist.");
+    assert_eq!(
+        error.message,
+        "Validation failed for lookup: The entity for the lookup does not exist."
+    );
     f.ok(json!([["link", "profiles", id(10), {"user": [["email", "a@b.c"]]}]]));
     assert_eq!(f.value("profiles", &id(10), "user"), Some(json!(id(1))));
     f.ok(json!([["update", "profiles", ["user.id", id(1)], {"bio": "y"}]]));
@@ -619,7 +649,10 @@ fn entity_id_and_shape_errors() {
         first_error(json!([["explode", "goals", id(1), {}]])),
         json!({"expected": ["delete-attr"], "in": [0, 0]})
     );
-    assert_eq!(f.err(json!([["explode"]])).message, "Validation failed for steps");
+    assert_eq!(
+        f.err(json!([["explode"]])).message,
+        "Validation failed for steps"
+    );
     f.check(
         json!([["update-attr", {"id": id(1)}]]),
         expect![[r#"400 {"type":"validation-failed","message":"Validation failed for action: Unsupported action update-attr","hint":{"data-type":"action","input":"update-attr","errors":[{"message":"Unsupported action update-attr","hint":{"value":"update-attr"}}]}}"#]],
@@ -661,7 +694,10 @@ fn reverse_has_one_links_are_unique() {
     );
     f.ok(json!([["link", "profiles", id(10), {"user": id(1)}]]));
     let error = f.err(json!([["link", "profiles", id(11), {"user": id(1)}]]));
-    assert_eq!((error.status, error.error_type.as_str()), (400, "record-not-unique"));
+    assert_eq!(
+        (error.status, error.error_type.as_str()),
+        (400, "record-not-unique")
+    );
     assert_eq!(
         error.message,
         format!(
@@ -679,7 +715,11 @@ fn checked_types_sizes_links_and_null_bytes() {
         "email",
         json!({"unique?": true, "index?": true, "checked-data-type": "string"}),
     );
-    f.attr("users", "born", json!({"index?": true, "checked-data-type": "date"}));
+    f.attr(
+        "users",
+        "born",
+        json!({"index?": true, "checked-data-type": "date"}),
+    );
     f.attr("users", "note", json!({"index?": true}));
     f.link_attr("users", "pets", "pets", "owner", json!({}));
     f.check(
@@ -728,7 +768,11 @@ fn new_entities_get_null_triples_for_indexed_attributes() {
     let f = fixture();
     f.ok(json!([["update", "users", id(1), {"name": "a"}]]));
     // Existing entities get a null for a new indexed attribute.
-    f.attr("users", "rank", json!({"index?": true, "checked-data-type": "number"}));
+    f.attr(
+        "users",
+        "rank",
+        json!({"index?": true, "checked-data-type": "number"}),
+    );
     assert_eq!(f.value("users", &id(1), "rank"), Some(Value::Null));
     f.ok(json!([
         ["update", "users", id(2), {"name": "b"}],
@@ -744,7 +788,13 @@ fn required_attributes_are_checked_at_the_end() {
     let f = fixture();
     f.attr("users", "email", json!({"required?": true}));
     f.attr("users", "name", json!({"required?": true}));
-    f.link_attr("posts", "author", "users", "posts", json!({"required?": true}));
+    f.link_attr(
+        "posts",
+        "author",
+        "users",
+        "posts",
+        json!({"required?": true}),
+    );
     f.check(
         json!([["update", "users", id(1), {"email": "a"}]]),
         expect![[r##"400 {"type":"validation-failed","message":"Missing required attribute `users/name`: #01","hint":{"records":[{"entity_id":"#01","attr_id":"<users.name>","etype":"users","label":"name","is_required":true}]}}"##]],
@@ -815,7 +865,9 @@ fn attribute_steps_and_reserved_namespaces() {
     }]]));
     f.ok(json!([["update", "goals", id(1), {"title": "t"}]]));
     f.ok(json!([["delete-attr", attr_id]]));
-    assert!(f.attrs().contains("goals.title blob one rev=. inferred=[\"string\"] deleted"));
+    assert!(f
+        .attrs()
+        .contains("goals.title blob one rev=. inferred=[\"string\"] deleted"));
     assert_eq!(f.value("goals", &id(1), "title"), None);
     // The name is free again.
     f.ok(json!([["update", "goals", id(1), {"title": "again"}]]));
@@ -843,7 +895,10 @@ fn uuid_strings_are_stored_lowercase() {
     let upper = id(7).to_uppercase();
     f.ok(json!([["update", "docs", id(1), {"ref": upper, "nested": {"k": [upper]}}]]));
     assert_eq!(f.value("docs", &id(1), "ref"), Some(json!(id(7))));
-    assert_eq!(f.value("docs", &id(1), "nested"), Some(json!({"k": [id(7)]})));
+    assert_eq!(
+        f.value("docs", &id(1), "nested"),
+        Some(json!({"k": [id(7)]}))
+    );
 }
 
 /// Throughput of the issue's benchmark shape: batches of 500 `update` steps of 5 attributes
@@ -857,6 +912,12 @@ fn write_throughput() {
     } else {
         Store::open(dir.path()).unwrap()
     };
+    if let Some(pragmas) = std::env::var_os("TRANSACT_BENCH_PRAGMAS") {
+        store
+            .conn()
+            .execute_batch(pragmas.to_str().unwrap())
+            .unwrap();
+    }
     let (app, _) = store.create_app("bench", false).unwrap();
     let batches = 100;
     let started = std::time::Instant::now();

@@ -53,7 +53,9 @@ pub fn canonical(value: &Value) -> Value {
 }
 
 fn jsonb_key_order(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 /// The stored text of a value (the `value` column): compact JSON of [`canonical`].
@@ -391,8 +393,14 @@ mod tests {
             Some(base),
             &json!({"a": {"c": null, "x": {"y": null}}, "d": null, "e": {"f": 1}}),
         );
-        assert_eq!(merged, json!({"a": {"b": 1, "x": {"y": null}}, "e": {"f": 1}}));
-        assert_eq!(deep_merge(Some(json!(5)), &json!({"a": null})), json!({"a": null}));
+        assert_eq!(
+            merged,
+            json!({"a": {"b": 1, "x": {"y": null}}, "e": {"f": 1}})
+        );
+        assert_eq!(
+            deep_merge(Some(json!(5)), &json!({"a": null})),
+            json!({"a": null})
+        );
         assert_eq!(deep_merge(None, &json!({"a": 1})), json!({"a": 1}));
         assert_eq!(deep_merge(Some(json!({"a": 1})), &json!("s")), json!("s"));
     }
@@ -409,7 +417,12 @@ mod tests {
             r#"{"a":null,"bb":[1,"6f9619ff-8b86-d011-b42d-00c04fc964ff"]}"#
         );
         assert_eq!(
-            pr_str(&json!(["6f9619ff-8b86-d011-b42d-00c04fc964ff", "x", 1, null])),
+            pr_str(&json!([
+                "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+                "x",
+                1,
+                null
+            ])),
             "[#uuid \"6f9619ff-8b86-d011-b42d-00c04fc964ff\" \"x\" 1 nil]"
         );
         let long = json!("a".repeat(100));
@@ -421,7 +434,10 @@ mod tests {
     #[test]
     fn dates_parse_like_timestamptz() {
         assert_eq!(parse_date_ms("1970-01-01"), Some(0.0));
-        assert_eq!(parse_date_ms("2024-02-29T12:00:00Z"), Some(1_709_208_000_000.0));
+        assert_eq!(
+            parse_date_ms("2024-02-29T12:00:00Z"),
+            Some(1_709_208_000_000.0)
+        );
         assert_eq!(
             parse_date_ms("2024-02-29T14:00:00.5+02:00"),
             Some(1_709_208_000_500.0)

@@ -4,3 +4,5 @@
 #![allow(clippy::result_large_err)]
 
 mod http;
+mod port;
+mod value_index;

@@ -471,12 +471,14 @@ fn update_without_upsert_and_create_over_existing_fail(api: &dyn InstantApi) {
         &auth,
         json!([["update", "thread_threads", uid(2), {"name": "x"}, {"upsert": false}]]),
     );
+    // `validate-mode` lists the eid of every offending triple (`id` first, then one per
+    // attribute) without deduplicating.
     assert_error(
         &missing,
         400,
         "validation-failed",
         &format!(
-            "Validation failed for tx-step: Updating entities that don't exist: {}",
+            "Validation failed for tx-step: Updating entities that don't exist: {0}, {0}",
             uid(2)
         ),
     );
@@ -492,7 +494,7 @@ fn update_without_upsert_and_create_over_existing_fail(api: &dyn InstantApi) {
         400,
         "validation-failed",
         &format!(
-            "Validation failed for tx-step: Creating entities that exist: {}",
+            "Validation failed for tx-step: Creating entities that exist: {0}, {0}",
             uid(1)
         ),
     );
