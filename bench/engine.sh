@@ -11,6 +11,7 @@
 #   BENCH_QUERIES        [200]     queries by the indexed attribute
 #   BENCH_BATCH          [500]     update steps per transact
 #   BENCH_DIR            [temp]    keep the workspace there instead of a temporary directory
+#   BENCH_SQLITE_PRAGMAS [none]    extra PRAGMAs on the engine connection (tuning experiments)
 # Quick run: BENCH_WRITE_ENTITIES=20000 BENCH_QUERY_ENTITIES=50000 bench/engine.sh
 set -euo pipefail
 

@@ -15,6 +15,24 @@ export const ANY_UUID = Object.freeze({ placeholder: 'any lowercase UUID string'
 /** Placeholder for any integer. */
 export const ANY_INT = Object.freeze({ placeholder: 'any integer' });
 
+/** What the engine writes where the server would echo a secret back. */
+export const REDACTED = '<redacted>';
+
+const echoedSecrets = new WeakSet();
+
+/**
+ * Placeholder for a place where the InstantDB server echoes a credential the client sent (the
+ * admin token in `hint.args`, the raw `authorization` header in `original-input`). The engine
+ * deliberately never sends a token back out (DESIGN §3: secrets never reach an artifact or a
+ * log line, and error envelopes end up in both), so it writes `<redacted>` there instead. The
+ * placeholder accepts exactly those two values; this is the suite's only allowance.
+ */
+export function echoedSecret(value) {
+  const placeholder = Object.freeze({ placeholder: 'echoed secret', value });
+  echoedSecrets.add(placeholder);
+  return placeholder;
+}
+
 // Replaces each placeholder in `expected` by the actual value when that value fits it, so the
 // final deepStrictEqual compares the whole body and its diff shows every real difference.
 function fill(expected, actual) {
@@ -23,6 +41,9 @@ function fill(expected, actual) {
   }
   if (expected === ANY_INT) {
     return Number.isInteger(actual) ? actual : expected;
+  }
+  if (echoedSecrets.has(expected)) {
+    return actual === REDACTED ? REDACTED : expected.value;
   }
   if (Array.isArray(expected)) {
     return expected.map((item, idx) => fill(item, Array.isArray(actual) ? actual[idx] : undefined));

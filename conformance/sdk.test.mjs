@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { init, lookup } from '@instantdb/admin';
 import { PlatformApi } from '@instantdb/platform';
-import { ANY_INT, ANY_UUID, assertApiError, assertShape, byId, isUuid } from './expect.mjs';
+import { ANY_INT, ANY_UUID, assertApiError, assertShape, byId, echoedSecret, isUuid } from './expect.mjs';
 import { changedThreadV1, loadThreadV1, toDsl } from './schemas.mjs';
 import { startServer } from './server.mjs';
 
@@ -141,25 +141,28 @@ describe('threadmig serve with @instantdb/platform and @instantdb/admin', { conc
 
   test('createTemporaryApp without auth returns the app, its admin token and a 14-day expiry', async () => {
     const res = await new PlatformApi({ apiURI }).createTemporaryApp({ title: 'threadmig conformance' });
-    assert.ok(res.app.createdAt instanceof Date && !Number.isNaN(res.app.createdAt.getTime()), 'createdAt is a date');
-    assertShape(
-      { ...res, app: { ...res.app, createdAt: res.app.createdAt.getTime() } },
-      {
-        app: {
-          id: ANY_UUID,
-          title: 'threadmig conformance',
-          createdAt: res.app.createdAt.getTime(),
-          orgId: null,
-          adminToken: ANY_UUID,
-        },
-        // `app-expires-ms`: created_at plus 14 days.
-        expiresMs: res.app.createdAt.getTime() + 14 * DAY_MS,
-      },
-    );
-    assert.notEqual(res.app.id, res.app.adminToken);
     app = res.app;
     platform = new PlatformApi({ auth: { token: app.adminToken }, apiURI });
     db = init({ appId: app.id, adminToken: app.adminToken, apiURI });
+
+    const createdAt = res.app.createdAt.getTime();
+    assert.ok(Number.isInteger(createdAt), 'createdAt is a valid date');
+    // `app-expires-ms` adds 14 days to the stored created_at, while the response writes
+    // created_at through cheshire's default date format (whole seconds): the expiry is
+    // created_at + 14 days plus the sub-second part the ISO string drops.
+    const expiryOffset = res.expiresMs - (createdAt + 14 * DAY_MS);
+    assert.ok(
+      Number.isInteger(res.expiresMs) && expiryOffset >= 0 && expiryOffset < 1000,
+      `expiresMs ${res.expiresMs} is created_at ${createdAt} + 14 days (+ <1 s)`,
+    );
+    assertShape(
+      { ...res, app: { ...res.app, createdAt } },
+      {
+        app: { id: ANY_UUID, title: 'threadmig conformance', createdAt, orgId: null, adminToken: ANY_UUID },
+        expiresMs: res.expiresMs,
+      },
+    );
+    assert.notEqual(res.app.id, res.app.adminToken);
   });
 
   test('createTemporaryApp without a title is param-missing', async () => {
@@ -735,7 +738,7 @@ describe('threadmig serve with @instantdb/platform and @instantdb/admin', { conc
       type: 'record-not-found',
       message: 'Record not found: app-admin-token',
       hint: {
-        args: [{ 'app-id': app.id, token }],
+        args: [{ 'app-id': app.id, token: echoedSecret(token) }],
         message: 'This admin token may be expired or invalid. Or you may have provided an incorrect app ID.',
         'record-type': 'app-admin-token',
       },
@@ -750,7 +753,7 @@ describe('threadmig serve with @instantdb/platform and @instantdb/admin', { conc
     await assertApiError(bad.query({ thread_threads: {} }), 400, {
       type: 'param-malformed',
       message: 'Malformed parameter: ["headers" "authorization"]',
-      hint: { in: ['headers', 'authorization'], 'original-input': 'Bearer not-a-token' },
+      hint: { in: ['headers', 'authorization'], 'original-input': echoedSecret('Bearer not-a-token') },
     });
   });
 

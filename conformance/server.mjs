@@ -48,6 +48,7 @@ export async function startServer() {
     function fail(err) {
       clearTimeout(timer);
       child.kill('SIGKILL');
+      rmSync(workspace, { recursive: true, force: true });
       reject(new Error(`${err.message}\n(binary: ${bin})\nstderr:\n${stderr}`));
     }
     child.once('error', (err) => fail(err));
@@ -71,6 +72,7 @@ export async function startServer() {
       const match = /^https?:\/\/\S+$/.exec(firstLine);
       if (!match) {
         child.kill('SIGKILL');
+        rmSync(workspace, { recursive: true, force: true });
         reject(new Error(`first stdout line of threadmig serve is not a base URL: ${JSON.stringify(firstLine)}`));
         return;
       }

@@ -12,6 +12,8 @@
 // path, so their size does not matter next to losing what the server said.
 #![allow(clippy::result_large_err)]
 
+pub mod http;
+
 use std::fmt;
 
 use instant_schema::plan::PlanStep;

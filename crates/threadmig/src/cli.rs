@@ -45,6 +45,9 @@ pub enum SchemaCommand {
     Diff(SchemaDiffArgs),
     /// Generate the phase-1 (transitional) schema for a two-phase duplicate-link resolution.
     Phase1(SchemaPhase1Args),
+    /// Ask an InstantDB server (or `threadmig serve`) to plan pushing a schema to one app, and
+    /// write the plan JSON and per-step instructions (exit 1 when the gate is not safe).
+    Plan(SchemaPlanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +96,74 @@ pub struct SchemaPhase1Args {
     /// Where to write the Markdown rationale.
     #[arg(long = "out-md", default_value = "artifacts/reports/schema-phase1.md")]
     pub out_md: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaPlanArgs {
+    /// The InstantDB app to plan for.
+    #[arg(long = "app-id", value_name = "APP_ID")]
+    pub app_id: String,
+    /// The schema to push (instant.schema.ts, JSON, or builtin:<name>).
+    #[arg(long = "schema-file", value_name = "SCHEMA")]
+    pub schema_file: String,
+    /// File holding the app's admin token (`-` reads standard input). Tokens are never taken
+    /// from the command line.
+    #[arg(long = "admin-token-file", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// The organisation that owns the app. Without --admin-token-file, the app's credentials
+    /// come from the organisation directory (Clerk, secret key from CLERK_SECRET_KEY).
+    #[arg(long, value_name = "ORG_ID")]
+    pub org: Option<String>,
+    /// Environment name recorded in the report.
+    #[arg(long, default_value = "production")]
+    pub env: String,
+    /// Where to write the plan JSON.
+    #[arg(long, default_value = "artifacts/reports/schema-plan.json")]
+    pub out: PathBuf,
+    /// Where to write the instructions Markdown.
+    #[arg(
+        long = "instructions-out",
+        default_value = "artifacts/reports/schema-plan.instructions.md"
+    )]
+    pub instructions_out: PathBuf,
+    /// Base URL of the organisation directory (Clerk Backend API).
+    #[arg(long = "clerk-api-uri", default_value = "https://api.clerk.com")]
+    pub clerk_api_uri: String,
+    #[command(flatten)]
+    pub http: InstantHttpArgs,
+}
+
+/// How threadmig talks to an InstantDB server: where, and how patiently.
+#[derive(Debug, Clone, Args)]
+pub struct InstantHttpArgs {
+    /// Base URL of the InstantDB API (`threadmig serve` prints one for the embedded engine).
+    #[arg(
+        long = "instant-api-uri",
+        visible_alias = "api-uri",
+        value_name = "URI",
+        default_value = "https://api.instantdb.com"
+    )]
+    pub instant_api_uri: String,
+    /// Seconds one HTTP attempt may take (connect, send, read the answer).
+    #[arg(long = "http-timeout-secs", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_timeout_secs: u64,
+    /// Retries after a 429, a 5xx, a timeout or a lost connection (never after other errors).
+    #[arg(long = "http-max-retries", default_value_t = 6)]
+    pub http_max_retries: u32,
+    /// Requests in flight at once per app.
+    #[arg(long = "http-max-concurrency", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_max_concurrency: u64,
+    /// Requests started per second per app (0: no limit).
+    #[arg(long = "http-max-rps", default_value_t = 50.0, value_parser = parse_requests_per_second)]
+    pub http_max_rps: f64,
+}
+
+/// A request rate: a finite number, 0 or more.
+fn parse_requests_per_second(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!("expected a number of requests per second (0 or more), got {text:?}")),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -5,4 +5,5 @@
 
 mod http;
 mod port;
+mod port_over_http;
 mod value_index;

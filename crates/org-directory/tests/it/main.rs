@@ -1,0 +1,4 @@
+//! Integration tests of the org directory.
+
+mod clerk;
+mod clerk_double;
