@@ -12,6 +12,7 @@
 #   BENCH_BATCH          [500]     update steps per transact
 #   BENCH_DIR            [temp]    keep the workspace there instead of a temporary directory
 #   BENCH_SQLITE_PRAGMAS [none]    extra PRAGMAs on the engine connection (tuning experiments)
+#   BENCH_SEQUENTIAL_IDS [0]       1: entity ids grow with insertion order (measures B-tree scatter)
 # Quick run: BENCH_WRITE_ENTITIES=20000 BENCH_QUERY_ENTITIES=50000 bench/engine.sh
 set -euo pipefail
 

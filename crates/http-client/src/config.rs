@@ -27,6 +27,11 @@ pub struct ResilienceConfig {
     /// With 1, starts are spaced at least `1 / max_requests_per_second` apart, so no window of
     /// one second sees more than the configured rate.
     pub rate_burst: u32,
+    /// Slack for the time between a request starting here and the server counting it (network
+    /// and scheduling jitter): `rate` starts are spread over one second plus this, so a server
+    /// counting per second still sees at most the configured rate when some requests reach it
+    /// a little later than others. The sustained rate is `rate / (1 s + allowance)`.
+    pub rate_jitter_allowance: Duration,
     /// Largest response body read; a larger one is an error, not a truncated answer.
     pub max_response_bytes: u64,
     /// Idle connections kept per host for reuse.
@@ -48,6 +53,7 @@ impl Default for ResilienceConfig {
             max_concurrency: 8,
             max_requests_per_second: Some(50.0),
             rate_burst: 1,
+            rate_jitter_allowance: Duration::from_millis(10),
             max_response_bytes: 512 << 20,
             idle_connections_per_host: 32,
             jitter_seed: None,

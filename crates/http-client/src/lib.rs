@@ -159,6 +159,7 @@ impl HttpClient {
             config.max_concurrency,
             config.max_requests_per_second,
             config.rate_burst,
+            config.rate_jitter_allowance,
         );
         Ok(HttpClient {
             inner: Arc::new(Inner {

@@ -81,9 +81,12 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    pub fn new(rate_per_second: f64, burst: u32) -> Self {
+    /// `rate_per_second` starts per `1 s + jitter_allowance` (see
+    /// [`crate::ResilienceConfig::rate_jitter_allowance`]).
+    pub fn new(rate_per_second: f64, burst: u32, jitter_allowance: Duration) -> Self {
+        let window = 1.0 + jitter_allowance.as_secs_f64();
         TokenBucket {
-            interval: Duration::from_secs_f64(1.0 / rate_per_second),
+            interval: Duration::from_secs_f64(window / rate_per_second),
             burst: burst.max(1),
             theoretical_arrival: Mutex::new(None),
         }
@@ -139,6 +142,7 @@ pub struct KeyedLimiter {
     max_concurrency: usize,
     max_requests_per_second: Option<f64>,
     rate_burst: u32,
+    rate_jitter_allowance: Duration,
     keys: Mutex<HashMap<String, Arc<KeyLimits>>>,
 }
 
@@ -147,11 +151,13 @@ impl KeyedLimiter {
         max_concurrency: usize,
         max_requests_per_second: Option<f64>,
         rate_burst: u32,
+        rate_jitter_allowance: Duration,
     ) -> Self {
         KeyedLimiter {
             max_concurrency,
             max_requests_per_second,
             rate_burst,
+            rate_jitter_allowance,
             keys: Mutex::new(HashMap::new()),
         }
     }
@@ -165,7 +171,7 @@ impl KeyedLimiter {
             concurrency: Arc::new(Semaphore::new(self.max_concurrency)),
             rate: self
                 .max_requests_per_second
-                .map(|rate| TokenBucket::new(rate, self.rate_burst)),
+                .map(|rate| TokenBucket::new(rate, self.rate_burst, self.rate_jitter_allowance)),
         });
         keys.insert(key.to_string(), limits.clone());
         limits
@@ -205,7 +211,7 @@ mod tests {
 
     #[test]
     fn bucket_spaces_starts_at_the_rate() {
-        let bucket = TokenBucket::new(10.0, 1);
+        let bucket = TokenBucket::new(10.0, 1, Duration::ZERO);
         let now = Instant::now();
         let waits: Vec<u128> = (0..4).map(|_| bucket.reserve(now).as_millis()).collect();
         assert_eq!(waits, [0, 100, 200, 300]);
@@ -216,8 +222,16 @@ mod tests {
     }
 
     #[test]
+    fn jitter_allowance_stretches_the_window() {
+        // 10 per 1.1 s: 11 starts span 1.1 s, so arrivals up to 100 ms late or early still
+        // put at most 10 into any one second.
+        let bucket = TokenBucket::new(10.0, 1, Duration::from_millis(100));
+        assert_eq!(bucket.interval(), Duration::from_millis(110));
+    }
+
+    #[test]
     fn bucket_burst_allows_that_many_back_to_back() {
-        let bucket = TokenBucket::new(10.0, 3);
+        let bucket = TokenBucket::new(10.0, 3, Duration::ZERO);
         let now = Instant::now();
         let waits: Vec<u128> = (0..6).map(|_| bucket.reserve(now).as_millis()).collect();
         assert_eq!(waits, [0, 0, 0, 100, 200, 300]);
@@ -227,7 +241,7 @@ mod tests {
     /// one-second window.
     #[test]
     fn no_window_exceeds_the_rate() {
-        let bucket = TokenBucket::new(20.0, 1);
+        let bucket = TokenBucket::new(20.0, 1, Duration::ZERO);
         let origin = Instant::now();
         let mut starts = Vec::new();
         // Arrivals in clumps, with idle gaps, over several seconds of virtual time.
@@ -247,7 +261,7 @@ mod tests {
 
     #[test]
     fn keys_are_limited_separately_and_shared_by_name() {
-        let limiter = KeyedLimiter::new(2, None, 1);
+        let limiter = KeyedLimiter::new(2, None, 1, Duration::ZERO);
         let a = limiter.limits("app-a");
         let _one = a.acquire();
         let _two = a.acquire();

@@ -21,8 +21,8 @@ pub use http_client::ResilienceConfig;
 use crate::{
     ApiError, AppAuth, EphemeralAppRequest, EphemeralAppResponse, IndexingJobResponse,
     IndexingJobsResponse, InstantApi, PermsPullResponse, QueryRequest, SchemaApplyResponse,
-    SchemaPlanResponse, SchemaPullResponse, SchemaPushRequest, StepsApplyRequest,
-    TransactRequest, TransactResponse,
+    SchemaPlanResponse, SchemaPullResponse, SchemaPushRequest, StepsApplyRequest, TransactRequest,
+    TransactResponse,
 };
 
 /// The public service.
@@ -58,9 +58,8 @@ impl HttpInstantApi {
     /// An adapter for `base_url` (e.g. [`DEFAULT_BASE_URL`] or `threadmig serve`'s URL) with its
     /// own client.
     pub fn new(base_url: &str, config: ResilienceConfig) -> Result<Self, ApiError> {
-        let client = HttpClient::new(config).map_err(|error| {
-            ApiError::new(0, "invalid-config", error.to_string(), Value::Null)
-        })?;
+        let client = HttpClient::new(config)
+            .map_err(|error| ApiError::new(0, "invalid-config", error.to_string(), Value::Null))?;
         Self::with_client(base_url, client)
     }
 
@@ -73,7 +72,9 @@ impl HttpInstantApi {
             return Err(ApiError::new(
                 0,
                 "invalid-config",
-                format!("the Instant API URI must be http(s)://host[:port][/prefix], got {base_url:?}"),
+                format!(
+                    "the Instant API URI must be http(s)://host[:port][/prefix], got {base_url:?}"
+                ),
                 Value::Null,
             ));
         }
@@ -263,7 +264,12 @@ pub fn transport_error(error: &HttpError) -> ApiError {
     if let Some(attempts) = error.attempts() {
         hint.insert("attempts".into(), json!(attempts));
     }
-    ApiError::new(0, TRANSPORT_ERROR_TYPE, error.to_string(), Value::Object(hint))
+    ApiError::new(
+        0,
+        TRANSPORT_ERROR_TYPE,
+        error.to_string(),
+        Value::Object(hint),
+    )
 }
 
 /// A non-2xx response as the server's error: its envelope when the body is one, otherwise the
@@ -354,7 +360,11 @@ mod tests {
     fn other_bodies_keep_their_text_as_the_message() {
         let plain = error_from_response(&response(503, "Service Unavailable\n"));
         assert_eq!(
-            (plain.status, plain.error_type.as_str(), plain.message.as_str()),
+            (
+                plain.status,
+                plain.error_type.as_str(),
+                plain.message.as_str()
+            ),
             (503, HTTP_ERROR_TYPE, "Service Unavailable")
         );
         assert!(plain.is_retryable());
@@ -392,7 +402,13 @@ mod tests {
         let config = ResilienceConfig::default();
         let api = HttpInstantApi::new("http://127.0.0.1:8888/", config.clone()).unwrap();
         assert_eq!(api.url("/admin/query"), "http://127.0.0.1:8888/admin/query");
-        for bad in ["", "api.instantdb.com", "ftp://x", "https://", "https://x?y=1"] {
+        for bad in [
+            "",
+            "api.instantdb.com",
+            "ftp://x",
+            "https://",
+            "https://x?y=1",
+        ] {
             let error = HttpInstantApi::new(bad, config.clone()).unwrap_err();
             assert_eq!(error.error_type, "invalid-config", "{bad}");
         }
@@ -407,7 +423,10 @@ mod tests {
             message: "global timed out".into(),
             attempts: 7,
         });
-        assert_eq!((error.status, error.error_type.as_str()), (0, TRANSPORT_ERROR_TYPE));
+        assert_eq!(
+            (error.status, error.error_type.as_str()),
+            (0, TRANSPORT_ERROR_TYPE)
+        );
         assert_eq!(error.hint, json!({"kind": "timeout", "attempts": 7}));
         assert!(error.is_retryable());
     }

@@ -51,8 +51,14 @@ fn bench_schema() -> Value {
     })
 }
 
-/// A deterministic, well-spread id for entity `n` (UUIDv4 layout).
+/// A deterministic, well-spread id for entity `n` (UUIDv4 layout), like the random ids real
+/// apps have. `BENCH_SEQUENTIAL_IDS=1` makes ids grow with `n` instead, which shows how much of
+/// the write cost is B-tree page scatter.
 fn entity_id(n: usize) -> String {
+    static SEQUENTIAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *SEQUENTIAL.get_or_init(|| std::env::var("BENCH_SEQUENTIAL_IDS").is_ok_and(|v| v == "1")) {
+        return format!("00000000-0000-4000-8000-{n:012x}");
+    }
     let mixed = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66_D1CE_4E5B;
     format!(
         "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",

@@ -19,12 +19,14 @@
 // The error keeps the server's whole envelope by design (see `instant-api`).
 #![allow(clippy::result_large_err)]
 
+mod batch;
 mod spec;
 mod values;
 
 #[cfg(test)]
 mod tests;
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use instant_api::{ApiError, TransactRequest, TransactResponse};
@@ -33,6 +35,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 
 use crate::store::{self, sql_error, App};
+use batch::{IdProbe, PendingInserts, TripleRow};
 use values::{as_uuid, canonical, storage_text};
 
 /// Runs `request` against `app` as one SQLite transaction: everything is written, or nothing.
@@ -256,7 +259,10 @@ impl Op {
 // The engine of one transact call
 
 struct Engine<'c> {
+    /// Used directly only to buffer inserts; every statement goes through [`Engine::db`].
     conn: &'c Connection,
+    /// Rows written out before the next statement (see [`batch`]).
+    pending: RefCell<PendingInserts>,
     app: &'c App,
     catalog: Catalog,
     now: i64,
@@ -270,6 +276,26 @@ struct Engine<'c> {
 
 type Res<T> = Result<T, ApiError>;
 
+/// What the `add-triple` group knows about the entities whose `id` it writes.
+#[derive(Default)]
+struct EntityPresence {
+    /// Per namespace, the ids that have their `entities` row (kept up to date by the group).
+    with_row: HashMap<String, HashSet<String>>,
+    /// Of the ids without a row before the group, those that held a triple.
+    with_triple: HashSet<String>,
+}
+
+impl EntityPresence {
+    /// Records that `id` has a row in `etype`; true when it had none (the group creates it).
+    fn add_row(&mut self, etype: &str, id: &str) -> bool {
+        let ids = match self.with_row.get_mut(etype) {
+            Some(ids) => ids,
+            None => self.with_row.entry(etype.to_string()).or_default(),
+        };
+        ids.insert(id.to_string())
+    }
+}
+
 impl<'c> Engine<'c> {
     fn load(conn: &'c Connection, app: &'c App) -> Res<Engine<'c>> {
         let mut catalog = Catalog::default();
@@ -278,6 +304,7 @@ impl<'c> Engine<'c> {
         }
         Ok(Engine {
             conn,
+            pending: RefCell::new(PendingInserts::default()),
             app,
             catalog,
             now: store::now_ms(),
@@ -286,6 +313,23 @@ impl<'c> Engine<'c> {
             touched_set: HashSet::new(),
             indexed_blobs: HashMap::new(),
         })
+    }
+
+    /// The connection for a statement, after the pending inserts are written: every read
+    /// sees what the transaction wrote before it.
+    fn db(&self) -> Res<&'c Connection> {
+        self.flush_pending()?;
+        Ok(self.conn)
+    }
+
+    fn flush_pending(&self) -> Res<()> {
+        let mut pending = self.pending.borrow_mut();
+        if !pending.is_empty() {
+            pending
+                .flush(self.conn, self.app.app_pk, self.now)
+                .map_err(sql_error)?;
+        }
+        Ok(())
     }
 
     fn run(mut self, request: &TransactRequest) -> Res<i64> {
@@ -319,7 +363,7 @@ impl<'c> Engine<'c> {
 
         self.assert_write_allowed()?;
         self.validate_mode(&groups)?;
-        let tx_id = store::next_tx_id(self.conn, self.app.app_pk, self.now)?;
+        let tx_id = store::next_tx_id(self.db()?, self.app.app_pk, self.now)?;
         self.refresh_derived();
         for (kind, group) in &groups {
             match kind {
@@ -332,6 +376,7 @@ impl<'c> Engine<'c> {
                 _ => {}
             }
         }
+        self.flush_pending()?;
         self.validate_required()?;
         self.flush_inferred_types()?;
         Ok(tx_id)
@@ -856,13 +901,13 @@ impl<'c> Engine<'c> {
         }
         let mut seen: HashSet<(String, String)> = queue.iter().cloned().collect();
         let mut sources = self
-            .conn
+            .db()?
             .prepare_cached(
                 "SELECT entity_id FROM triples WHERE app_pk = ?1 AND ref_id = ?2 AND attr_pk = ?3",
             )
             .map_err(sql_error)?;
         let mut targets = self
-            .conn
+            .db()?
             .prepare_cached(
                 "SELECT ref_id FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3 AND ref_id IS NOT NULL",
             )
@@ -962,26 +1007,44 @@ impl<'c> Engine<'c> {
 
     /// `validate-mode`: `create` must not find the entity, `update` (upsert false) must.
     fn validate_mode(&self, groups: &[(usize, Vec<Op>)]) -> Res<()> {
+        let checked = || {
+            groups.iter().flat_map(|(_, group)| group).filter_map(|op| match op {
+                Op::Add { e, a, mode, .. } | Op::Merge { e, a, mode, .. }
+                    if matches!(mode, Mode::Create | Mode::Update) =>
+                {
+                    Some((op, e, *a, *mode))
+                }
+                _ => None,
+            })
+        };
+        // The entities given by id are looked up together, per namespace.
+        let mut ids_by_etype: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (_, e, a, _) in checked() {
+            if let Eid::Id(id) = e {
+                let etype = self.catalog.attrs[a].etype.as_str();
+                ids_by_etype.entry(etype).or_default().push(id);
+            }
+        }
+        let mut existing: HashMap<&str, HashSet<String>> = HashMap::new();
+        for (etype, ids) in ids_by_etype {
+            let found = IdProbe::InNamespace
+                .matching(self.db()?, self.app.app_pk, etype, ids)
+                .map_err(sql_error)?;
+            existing.insert(etype, found);
+        }
         let mut creates_existing = Vec::new();
         let mut updates_missing = Vec::new();
-        for (_, group) in groups {
-            for op in group {
-                let (e, a, mode) = match op {
-                    Op::Add { e, a, mode, .. } | Op::Merge { e, a, mode, .. } => (e, *a, *mode),
-                    _ => continue,
-                };
-                if !matches!(mode, Mode::Create | Mode::Update) {
-                    continue;
-                }
-                let exists = match e {
-                    Eid::Id(id) => self.entity_exists(id, &self.catalog.attrs[a].etype)?,
-                    Eid::Lookup(attr, value) => self.resolve_lookup(*attr, value)?.is_some(),
-                };
-                if mode == Mode::Create && exists {
-                    creates_existing.push(op);
-                } else if mode == Mode::Update && !exists {
-                    updates_missing.push(op);
-                }
+        for (op, e, a, mode) in checked() {
+            let exists = match e {
+                Eid::Id(id) => existing
+                    .get(self.catalog.attrs[a].etype.as_str())
+                    .is_some_and(|found| found.contains(id)),
+                Eid::Lookup(attr, value) => self.resolve_lookup(*attr, value)?.is_some(),
+            };
+            if mode == Mode::Create && exists {
+                creates_existing.push(op);
+            } else if mode == Mode::Update && !exists {
+                updates_missing.push(op);
             }
         }
         for (found, prefix) in [
@@ -1010,20 +1073,6 @@ impl<'c> Engine<'c> {
         Ok(())
     }
 
-    fn entity_exists(&self, id: &str, etype: &str) -> Res<bool> {
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_id = ?3) \
-                 OR EXISTS (SELECT 1 FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
-                            WHERE t.app_pk = ?1 AND t.entity_id = ?3 AND a.etype = ?2)",
-            )
-            .map_err(sql_error)?;
-        statement
-            .query_row(params![self.app.app_pk, etype, id], |row| row.get(0))
-            .map_err(sql_error)
-    }
-
     /// The entity holding `value` for the unique attribute `attr`, in the data as it is now.
     /// A null never matches (unique indexes ignore nulls).
     fn resolve_lookup(&self, attr: usize, value: &Value) -> Res<Option<String>> {
@@ -1043,7 +1092,7 @@ impl<'c> Engine<'c> {
                 storage_text(value),
             )
         };
-        let mut statement = self.conn.prepare_cached(sql).map_err(sql_error)?;
+        let mut statement = self.db()?.prepare_cached(sql).map_err(sql_error)?;
         statement
             .query_row(params![self.app.app_pk, attr.pk, key], |row| row.get(0))
             .optional()
@@ -1060,13 +1109,13 @@ impl<'c> Engine<'c> {
                 continue;
             };
             self.validate_new_attr(&server)?;
-            let pk = store::insert_attr(self.conn, self.app.app_pk, &server)?;
+            let pk = store::insert_attr(self.db()?, self.app.app_pk, &server)?;
             self.catalog.attrs[*index].pk = pk;
             let attr = &self.catalog.attrs[*index];
             if attr.indexed && !attr.is_ref {
                 // Existing entities of the namespace get a null value for the new indexed
                 // attribute, as the server's `attr-model/insert-multi!` writes.
-                self.conn
+                self.db()?
                     .prepare_cached(
                         "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) \
                          SELECT app_pk, entity_id, ?3, 'null', NULL, NULL, 1, ?4 FROM entities WHERE app_pk = ?1 AND etype = ?2",
@@ -1098,7 +1147,7 @@ impl<'c> Engine<'c> {
         }
         if server.required {
             let has_entities: bool = self
-                .conn
+                .db()?
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM entities WHERE app_pk = ?1 AND etype = ?2) \
                      OR EXISTS (SELECT 1 FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
@@ -1125,7 +1174,7 @@ impl<'c> Engine<'c> {
         // Forward and reverse names share one namespace per app (the server's unique idents).
         for ident in idents {
             let taken: bool = self
-                .conn
+                .db()?
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM attrs WHERE app_pk = ?1 AND deleted_at IS NULL AND \
                      ((etype = ?2 AND label = ?3) OR (reverse_etype = ?2 AND reverse_label = ?3)))",
@@ -1152,7 +1201,7 @@ impl<'c> Engine<'c> {
     fn run_delete_attrs(&mut self, group: &[Op]) -> Res<()> {
         for op in group {
             let Op::DeleteAttr(id) = op else { continue };
-            self.conn
+            self.db()?
                 .prepare_cached(
                     "UPDATE attrs SET deleted_at = ?3, is_indexed = 0, is_required = 0 \
                      WHERE app_pk = ?1 AND id = ?2 AND deleted_at IS NULL",
@@ -1301,8 +1350,7 @@ impl<'c> Engine<'c> {
 
         // 3. Write the lookup values of created entities, then the triples; a cardinality-one
         //    attribute written several times keeps its last value.
-        let mut fresh: HashSet<String> = HashSet::new();
-        let mut written: HashSet<(String, usize)> = HashSet::new();
+        let mut written: HashSet<(&str, usize)> = HashSet::new();
         for (attr, _, id) in &created {
             let value = lookup_refs
                 .iter()
@@ -1310,7 +1358,7 @@ impl<'c> Engine<'c> {
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default();
             self.write_lookup_value(id, *attr, &value)?;
-            written.insert((id.clone(), *attr));
+            written.insert((id.as_str(), *attr));
         }
         let mut last: HashMap<(&str, usize), usize> = HashMap::new();
         for (position, (entity, a, _)) in triples.iter().enumerate() {
@@ -1318,53 +1366,69 @@ impl<'c> Engine<'c> {
                 last.insert((entity.as_str(), *a), position);
             }
         }
-        let mut new_entities: Vec<(String, String)> = Vec::new();
+        let is_kept = |position: usize, entity: &str, a: usize, card_one: bool| {
+            !card_one || last.get(&(entity, a)) == Some(&position)
+        };
+        let mut presence = self.entity_presence(triples.iter().enumerate().filter_map(
+            |(position, (entity, a, _))| {
+                let attr = &self.catalog.attrs[*a];
+                (attr.label == "id" && is_kept(position, entity, *a, attr.card_one))
+                    .then_some((attr.etype.as_str(), entity.as_str()))
+            },
+        ))?;
+        // Entities created by this group that held no triple before it: each of their
+        // (entity, attribute) pairs is written once here, so their triples are plain inserts.
+        let mut fresh: HashSet<&str> = HashSet::new();
+        let mut new_entities: Vec<(&str, usize)> = Vec::new();
         for (position, (entity, a, value)) in triples.iter().enumerate() {
             let attr = self.live_attr(*a)?;
-            if attr.card_one && last.get(&(entity.as_str(), *a)) != Some(&position) {
+            if !is_kept(position, entity, *a, attr.card_one) {
                 continue;
             }
             if attr.label == "id" {
-                let etype = attr.etype.clone();
-                let inserted = self
-                    .conn
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO entities (app_pk, etype, entity_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .and_then(|mut statement| {
-                        statement.execute(params![self.app.app_pk, etype, entity, self.now])
-                    })
-                    .map_err(sql_error)?;
-                if inserted == 1 {
-                    if !self.has_any_triple(entity)? {
-                        fresh.insert(entity.clone());
+                if presence.add_row(&attr.etype, entity) {
+                    let etype = attr.etype.clone();
+                    self.pending.borrow_mut().push_entity(&etype, entity);
+                    if !presence.with_triple.contains(entity) {
+                        fresh.insert(entity);
                     }
                     self.touch(entity, &etype);
                     if self.indexed_blobs.contains_key(&etype) {
-                        new_entities.push((entity.clone(), etype));
+                        new_entities.push((entity, *a));
                     }
                 }
                 continue;
             }
-            let is_fresh = fresh.contains(entity);
-            self.write_triple(entity, *a, value, is_fresh)?;
+            self.write_triple(entity, *a, value, fresh.contains(entity.as_str()))?;
             if self
                 .indexed_blobs
                 .contains_key(&self.catalog.attrs[*a].etype)
             {
-                written.insert((entity.clone(), *a));
+                written.insert((entity, *a));
             }
         }
 
         // 4. New entities get a null triple for each indexed blob attribute left unset.
-        for (entity, etype) in new_entities {
-            let indexed = self.indexed_blobs.get(&etype).cloned().unwrap_or_default();
+        for (entity, id_attr) in new_entities {
+            let etype = &self.catalog.attrs[id_attr].etype;
+            let indexed = self.indexed_blobs.get(etype).cloned().unwrap_or_default();
             for a in indexed {
-                if written.contains(&(entity.clone(), a)) {
+                if written.contains(&(entity, a)) {
                     continue;
                 }
                 let pk = self.catalog.attrs[a].pk;
-                self.conn
+                if fresh.contains(entity) {
+                    self.insert_triple(TripleRow {
+                        entity_id: entity.to_string(),
+                        attr_pk: pk,
+                        value: "null".into(),
+                        num: None,
+                        ref_id: None,
+                        av: true,
+                    });
+                    continue;
+                }
+                self.db()?
                     .prepare_cached(
                         "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) \
                          SELECT ?1, ?2, ?3, 'null', NULL, NULL, 1, ?4 WHERE NOT EXISTS \
@@ -1379,15 +1443,32 @@ impl<'c> Engine<'c> {
         Ok(())
     }
 
-    fn has_any_triple(&self, entity: &str) -> Res<bool> {
-        self.conn
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_id = ?2)",
-            )
-            .and_then(|mut statement| {
-                statement.query_row(params![self.app.app_pk, entity], |row| row.get(0))
-            })
-            .map_err(sql_error)
+    /// For the `(etype, id)` pairs whose `id` the `add-triple` group writes: which already
+    /// have their `entities` row, and which of the others hold a triple. Asked once per
+    /// namespace for the whole group instead of once per entity.
+    fn entity_presence<'t>(
+        &self,
+        pairs: impl Iterator<Item = (&'t str, &'t str)>,
+    ) -> Res<EntityPresence> {
+        let mut ids_by_etype: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (etype, id) in pairs {
+            ids_by_etype.entry(etype).or_default().push(id);
+        }
+        let conn = self.db()?;
+        let app_pk = self.app.app_pk;
+        let mut presence = EntityPresence::default();
+        let mut without_row: Vec<&str> = Vec::new();
+        for (etype, ids) in &ids_by_etype {
+            let with_row = IdProbe::HasRow
+                .matching(conn, app_pk, etype, ids.iter().copied())
+                .map_err(sql_error)?;
+            without_row.extend(ids.iter().filter(|id| !with_row.contains(**id)));
+            presence.with_row.insert(etype.to_string(), with_row);
+        }
+        presence.with_triple = IdProbe::HasTriple
+            .matching(conn, app_pk, "", without_row)
+            .map_err(sql_error)?;
+        Ok(presence)
     }
 
     fn touch(&mut self, entity: &str, etype: &str) {
@@ -1474,7 +1555,7 @@ impl<'c> Engine<'c> {
                 )
             };
             let other: Option<String> = self
-                .conn
+                .db()?
                 .prepare_cached(sql)
                 .and_then(|mut statement| {
                     statement
@@ -1514,7 +1595,7 @@ impl<'c> Engine<'c> {
         let app_pk = self.app.app_pk;
         if card_one && !fresh {
             let updated = self
-                .conn
+                .db()?
                 .prepare_cached(
                     "UPDATE triples SET value = ?4, num = ?5, ref_id = ?6 WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3",
                 )
@@ -1523,44 +1604,33 @@ impl<'c> Engine<'c> {
                 })
                 .map_err(sql_error)?;
             if updated == 0 {
-                self.insert_triple(entity, pk, &text, num, ref_id.as_deref(), av)?;
+                self.insert_triple(TripleRow {
+                    entity_id: entity.to_string(),
+                    attr_pk: pk,
+                    value: text,
+                    num,
+                    ref_id,
+                    av,
+                });
             }
         } else {
-            self.insert_triple(entity, pk, &text, num, ref_id.as_deref(), av)?;
+            self.insert_triple(TripleRow {
+                entity_id: entity.to_string(),
+                attr_pk: pk,
+                value: text,
+                num,
+                ref_id,
+                av,
+            });
         }
         self.catalog.attrs[a].inferred |= bit;
         self.touch(entity, &etype);
         Ok(())
     }
 
-    fn insert_triple(
-        &self,
-        entity: &str,
-        pk: i64,
-        text: &str,
-        num: Option<f64>,
-        ref_id: Option<&str>,
-        av: bool,
-    ) -> Res<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![
-                    self.app.app_pk,
-                    entity,
-                    pk,
-                    text,
-                    num,
-                    ref_id,
-                    av,
-                    self.now
-                ])
-            })
-            .map_err(sql_error)?;
-        Ok(())
+    /// Queues a triple insert (`INSERT OR IGNORE`), written before the next statement.
+    fn insert_triple(&self, row: TripleRow) {
+        self.pending.borrow_mut().push_triple(row);
     }
 
     /// Resolves an entity lookup in the data as it is now, creating the entity (with its
@@ -1589,12 +1659,7 @@ impl<'c> Engine<'c> {
             return self.write_triple(id, attr, value, false);
         }
         let etype = attr_row.etype.clone();
-        self.conn
-            .prepare_cached(
-                "INSERT OR IGNORE INTO entities (app_pk, etype, entity_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut statement| statement.execute(params![self.app.app_pk, etype, id, self.now]))
-            .map_err(sql_error)?;
+        self.pending.borrow_mut().push_entity(&etype, id);
         self.touch(id, &etype);
         Ok(())
     }
@@ -1627,7 +1692,7 @@ impl<'c> Engine<'c> {
         }
         for key in order {
             let existing: Option<String> = self
-                .conn
+                .db()?
                 .prepare_cached(
                     "SELECT value FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3 LIMIT 1",
                 )
@@ -1670,7 +1735,7 @@ impl<'c> Engine<'c> {
             let attr = self.live_attr(*a)?;
             let (pk, etype) = (attr.pk, attr.etype.clone());
             let deleted = self
-                .conn
+                .db()?
                 .prepare_cached(
                     "DELETE FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3 AND value = ?4",
                 )
@@ -1701,7 +1766,7 @@ impl<'c> Engine<'c> {
                 continue;
             }
             let app_pk = self.app.app_pk;
-            self.conn
+            self.db()?
                 .prepare_cached(
                     "DELETE FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk IN \
                      (SELECT attr_pk FROM attrs WHERE app_pk = ?1 AND etype = ?3)",
@@ -1710,7 +1775,7 @@ impl<'c> Engine<'c> {
                 .map_err(sql_error)?;
             let sources: Vec<(String, i64)> = {
                 let mut statement = self
-                    .conn
+                    .db()?
                     .prepare_cached(
                         "DELETE FROM triples WHERE app_pk = ?1 AND ref_id = ?2 AND attr_pk IN \
                          (SELECT attr_pk FROM attrs WHERE app_pk = ?1 AND reverse_etype = ?3) \
@@ -1724,7 +1789,7 @@ impl<'c> Engine<'c> {
                     .map_err(sql_error)?;
                 rows.collect::<Result<_, _>>().map_err(sql_error)?
             };
-            self.conn
+            self.db()?
                 .prepare_cached(
                     "DELETE FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_id = ?3",
                 )
@@ -1752,20 +1817,20 @@ impl<'c> Engine<'c> {
         }
         let mut groups: Vec<((String, String), Vec<Value>)> = Vec::new();
         let mut exists_statement = self
-            .conn
+            .db()?
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
                  WHERE t.app_pk = ?1 AND t.entity_id = ?2 AND a.etype = ?3 AND t.value <> 'null')",
             )
             .map_err(sql_error)?;
         let mut has_value = self
-            .conn
+            .db()?
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3 AND value <> 'null')",
             )
             .map_err(sql_error)?;
         let mut has_entity = self
-            .conn
+            .db()?
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_id = ?3)",
             )
@@ -1845,7 +1910,7 @@ impl<'c> Engine<'c> {
     fn flush_inferred_types(&self) -> Res<()> {
         for attr in &self.catalog.attrs {
             if attr.pk != 0 && attr.inferred != attr.inferred_loaded {
-                self.conn
+                self.db()?
                     .prepare_cached(
                         "UPDATE attrs SET inferred_types = ?3 WHERE app_pk = ?1 AND attr_pk = ?2",
                     )

@@ -162,7 +162,9 @@ pub struct InstantHttpArgs {
 fn parse_requests_per_second(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
-        _ => Err(format!("expected a number of requests per second (0 or more), got {text:?}")),
+        _ => Err(format!(
+            "expected a number of requests per second (0 or more), got {text:?}"
+        )),
     }
 }
 

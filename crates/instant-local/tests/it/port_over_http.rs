@@ -186,7 +186,12 @@ fn every_transact_lands_exactly_once_under_faults() {
     });
     let elapsed = started.elapsed();
     let failed = failed.into_inner().unwrap();
-    assert!(failed.is_empty(), "{} writes failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} writes failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
 
     let result = api
         .query(
@@ -212,10 +217,21 @@ fn every_transact_lands_exactly_once_under_faults() {
         })
         .collect();
     let expected: BTreeMap<String, Value> = (0..ENTITIES).map(item).collect();
-    assert_eq!(result["items"].as_array().unwrap().len(), ENTITIES, "entity count");
+    assert_eq!(
+        result["items"].as_array().unwrap().len(),
+        ENTITIES,
+        "entity count"
+    );
     assert_eq!(stored.len(), ENTITIES, "distinct ids");
-    assert_eq!(content_hash(&stored), content_hash(&expected), "content hash");
-    assert!(stored == expected, "stored entities differ from the written ones");
+    assert_eq!(
+        content_hash(&stored),
+        content_hash(&expected),
+        "content hash"
+    );
+    assert!(
+        stored == expected,
+        "stored entities differ from the written ones"
+    );
 
     // The faults really happened, every kind of them.
     let log = lines.lock().unwrap();

@@ -1,4 +1,6 @@
-//! `threadmig schema show|diff|phase1`.
+//! `threadmig schema show|diff|phase1|plan`.
+
+mod plan_report;
 
 use std::fmt::Write as _;
 
@@ -18,6 +20,7 @@ pub fn run(command: SchemaCommand, json: bool) -> anyhow::Result<Outcome> {
         SchemaCommand::Show(args) => show(args, json),
         SchemaCommand::Diff(args) => diff(args, json),
         SchemaCommand::Phase1(args) => phase1(args, json),
+        SchemaCommand::Plan(args) => plan_report::run(args, json),
     }
 }
 

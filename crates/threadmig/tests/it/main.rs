@@ -3,6 +3,7 @@
 mod cli;
 mod scan;
 mod schema;
+mod schema_plan;
 mod serve;
 
 use std::path::{Path, PathBuf};
