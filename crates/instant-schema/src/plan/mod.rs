@@ -13,6 +13,7 @@
 
 mod diff;
 mod errors;
+mod instructions;
 mod steps;
 mod system;
 
@@ -26,6 +27,7 @@ use crate::severity::{Gate, SeverityCounts};
 
 pub use diff::{desired_server_schema, plan, plan_errors, plan_overwrite, plan_with_server_schema};
 pub use errors::{PlanError, PlanErrorKind, PlanErrors};
+pub use instructions::{action_text, instructions, Instruction};
 pub use steps::{step_type, AttrPayload, DeleteAttr, JobPayload, PlanStep};
 pub use system::{is_hidden_system_blob, is_reserved_ident_name, is_system_link};
 

@@ -18,9 +18,9 @@ use anyhow::{bail, Context};
 use indexmap::IndexMap;
 use instant_api::http::{HttpInstantApi, ResilienceConfig};
 use instant_api::{ApiError, AppAuth, InstantApi, SchemaPlanResponse, SchemaPushRequest};
-use instant_schema::plan::PlanStep;
-use instant_schema::severity::{Gate, Severity, SeverityCounts};
-use instant_schema::{load_schema, ServerSchema};
+use instant_schema::plan::{instructions, Instruction};
+use instant_schema::severity::{Gate, SeverityCounts};
+use instant_schema::load_schema;
 use org_directory::{ClerkDirectory, CredentialsOutcome, OrgDirectory};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -232,73 +232,6 @@ struct Report {
     gate: Gate,
 }
 
-/// One step as the instructions list it.
-struct Instruction {
-    index: usize,
-    step_type: String,
-    severity: Severity,
-    target: Option<String>,
-    summary: String,
-    action: String,
-}
-
-impl Instruction {
-    fn to_json(&self) -> Value {
-        json!({
-            "index": self.index,
-            "type": self.step_type,
-            "severity": self.severity,
-            "target": self.target,
-            "summary": self.summary,
-            "action": self.action,
-        })
-    }
-}
-
-fn instructions(steps: &[PlanStep], current: &ServerSchema) -> Vec<Instruction> {
-    steps
-        .iter()
-        .enumerate()
-        .map(|(index, step)| {
-            let target = step.target_in(current);
-            Instruction {
-                index: index + 1,
-                step_type: step.step_type().to_string(),
-                severity: step.severity(),
-                action: action_text(step.step_type(), target.as_deref()),
-                target,
-                summary: step.friendly_description_in(current),
-            }
-        })
-        .collect()
-}
-
-/// What a person or an agent has to do about a step of this type before applying it.
-fn action_text(step_type: &str, target: Option<&str>) -> String {
-    let text = match step_type {
-        "add-attr" => "No backfill by default; add one if readers need a non-null value",
-        "update-attr" => {
-            "Write a value transform and keep old and new readers compatible during the change"
-        }
-        "delete-attr" => "Snapshot the data first, remove code references, keep the rollback data",
-        "index" => "Watch indexing time and query latency while the index builds",
-        "remove-index" => "Review the query paths that used the index for regressions",
-        "unique" => "Detect duplicates, dedupe them, and block the apply until the data is clean",
-        "remove-unique" => "Check the business rules that relied on uniqueness",
-        "required" => "Backfill missing values and fail if nulls remain",
-        "remove-required" => "Relax the validators that assumed a value",
-        "check-data-type" => {
-            "Scan and coerce value types in the transform, and verify them after the apply"
-        }
-        "remove-data-type" => "Document why, and keep validating values at run time",
-        _ => "Review this step by hand: the tool does not know it",
-    };
-    match target {
-        Some(target) => format!("{text} ({target})."),
-        None => format!("{text}."),
-    }
-}
-
 fn plan_report(context: &ReportContext, response: &SchemaPlanResponse) -> Report {
     let current = &response.current_schema;
     let steps = instructions(&response.steps, current);
@@ -318,7 +251,7 @@ fn plan_report(context: &ReportContext, response: &SchemaPlanResponse) -> Report
         true,
         summary,
         gate,
-        steps.iter().map(Instruction::to_json).collect(),
+        steps.iter().map(|step| json!(step)).collect(),
         serde_json::to_value(response).unwrap_or(Value::Null),
         None,
     );
