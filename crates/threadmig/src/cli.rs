@@ -111,9 +111,14 @@ pub struct SchemaPlanArgs {
     #[arg(long = "admin-token-file", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// The organisation that owns the app. Without --admin-token-file, the app's credentials
-    /// come from the organisation directory (Clerk, secret key from CLERK_SECRET_KEY).
+    /// come from the organisation directory (Clerk, secret key from CLERK_SECRET_KEY; or the
+    /// embedded workspace's organisations with --workspace).
     #[arg(long, value_name = "ORG_ID")]
     pub org: Option<String>,
+    /// Take --org's credentials from this embedded workspace instead of Clerk (the embedded
+    /// default: pair it with `--instant-api-uri` of `threadmig serve --workspace DIR`).
+    #[arg(long, value_name = "DIR", requires = "org")]
+    pub workspace: Option<PathBuf>,
     /// Environment name recorded in the report.
     #[arg(long, default_value = "production")]
     pub env: String,

@@ -372,3 +372,50 @@ fn org_credentials_come_from_the_directory() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr.contains("not --app-id"), "{stderr}");
 }
+
+#[test]
+fn org_credentials_come_from_the_embedded_workspace() {
+    // The embedded default: the workspace's own organisations, served over HTTP by the same
+    // engine, and no Clerk key anywhere.
+    let dir = temp_dir("schema-plan-workspace");
+    let workspace = dir.join("ws");
+    let engine = LocalEngine::open(&workspace).unwrap();
+    let app = engine
+        .create_ephemeral_app(&EphemeralAppRequest { title: "acme".into(), schema: None, rules: None })
+        .unwrap()
+        .app;
+    for (org_id, credentials) in [
+        ("org_acme", instant_local::store::OrgCredentials::Present),
+        ("org_nocreds", instant_local::store::OrgCredentials::Missing),
+    ] {
+        engine
+            .store()
+            .upsert_org(&instant_local::store::OrgRecord {
+                org_id: org_id.into(),
+                name: org_id.into(),
+                slug: org_id.into(),
+                app_id: Some(app.id.clone()),
+                credentials,
+            })
+            .unwrap();
+    }
+    let server = spawn(Arc::new(engine), ServerConfig { log: RequestLog::Off, ..ServerConfig::default() }).unwrap();
+    let run = |org: &str| {
+        Command::new(env!("CARGO_BIN_EXE_threadmig"))
+            .args(["--json", "schema", "plan", "--app-id", &app.id, "--schema-file", "builtin:thread-v1"])
+            .args(["--instant-api-uri", &server.url(), "--org", org, "--workspace", workspace.to_str().unwrap()])
+            .args(["--out", "plan.json", "--instructions-out", "plan.md"])
+            .env_remove("CLERK_SECRET_KEY")
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let output = run("org_acme");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(read_json(&dir.join("plan.json"))["meta"]["tokenSource"], "org-directory");
+
+    let output = run("org_nocreds");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("missing_instant_credentials"), "{stderr}");
+}

@@ -21,7 +21,10 @@ use instant_api::{ApiError, AppAuth, InstantApi, SchemaPlanResponse, SchemaPushR
 use instant_schema::plan::{instructions, Instruction};
 use instant_schema::severity::{Gate, SeverityCounts};
 use instant_schema::load_schema;
+use instant_local::directory::LocalDirectory;
+use instant_local::Store;
 use org_directory::{ClerkDirectory, CredentialsOutcome, OrgDirectory};
+use std::sync::Arc;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -149,7 +152,12 @@ fn resolve_auth(args: &SchemaPlanArgs) -> anyhow::Result<(AppAuth, TokenSource)>
              --org ORG to take the app's credentials from the organisation directory"
         );
     };
-    let directory = ClerkDirectory::from_env(&args.clerk_api_uri)?;
+    // The embedded workspace's own organisations, or Clerk; never a silent fallback from one
+    // to the other.
+    let directory: Box<dyn OrgDirectory> = match &args.workspace {
+        Some(dir) => Box::new(LocalDirectory::new(Arc::new(Store::open(dir)?))),
+        None => Box::new(ClerkDirectory::from_env(&args.clerk_api_uri)?),
+    };
     match directory.credentials(org)? {
         CredentialsOutcome::Present(credentials) => {
             if credentials.app_id != args.app_id {
