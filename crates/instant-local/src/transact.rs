@@ -26,17 +26,22 @@ mod values;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
 
 use instant_api::{ApiError, TransactRequest, TransactResponse};
 use instant_schema::{AttrKind, Cardinality, Identity, ServerAttr};
 use rusqlite::{params, Connection, OptionalExtension};
+// Keys are ids and names of one request; a fast hasher matters more here than resistance to
+// crafted collisions.
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{json, Map, Value};
 
 use crate::store::{self, sql_error, App};
 use batch::{IdProbe, PendingInserts, TripleRow};
 use values::{as_uuid, canonical, storage_text};
+
+const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 /// Runs `request` against `app` as one SQLite transaction: everything is written, or nothing.
 pub fn transact(
@@ -45,6 +50,9 @@ pub fn transact(
     request: &TransactRequest,
 ) -> Result<TransactResponse, ApiError> {
     spec::validate_steps(&request.steps)?;
+    // The batched statements come in a few sizes each; with rusqlite's default cache of 16
+    // statements they evict each other and are parsed again on every call.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     let tx = conn.transaction().map_err(sql_error)?;
     let tx_id = Engine::load(&tx, app)?.run(request)?;
     tx.commit().map_err(sql_error)?;
@@ -119,8 +127,8 @@ impl Attr {
 #[derive(Default)]
 struct Catalog {
     attrs: Vec<Attr>,
-    forward: HashMap<String, HashMap<String, usize>>,
-    reverse: HashMap<String, HashMap<String, usize>>,
+    forward: FxHashMap<String, FxHashMap<String, usize>>,
+    reverse: FxHashMap<String, FxHashMap<String, usize>>,
 }
 
 impl Catalog {
@@ -267,34 +275,14 @@ struct Engine<'c> {
     catalog: Catalog,
     now: i64,
     /// Namespaces that have required attributes: only their entities are checked at the end.
-    required_etypes: HashSet<String>,
+    required_etypes: FxHashSet<String>,
     touched: Vec<(String, String)>,
-    touched_set: HashSet<(String, String)>,
+    touched_set: FxHashSet<(String, String)>,
     /// Per namespace, its indexed blob attributes (they get null triples on entity creation).
-    indexed_blobs: HashMap<String, Vec<usize>>,
+    indexed_blobs: FxHashMap<String, Vec<usize>>,
 }
 
 type Res<T> = Result<T, ApiError>;
-
-/// What the `add-triple` group knows about the entities whose `id` it writes.
-#[derive(Default)]
-struct EntityPresence {
-    /// Per namespace, the ids that have their `entities` row (kept up to date by the group).
-    with_row: HashMap<String, HashSet<String>>,
-    /// Of the ids without a row before the group, those that held a triple.
-    with_triple: HashSet<String>,
-}
-
-impl EntityPresence {
-    /// Records that `id` has a row in `etype`; true when it had none (the group creates it).
-    fn add_row(&mut self, etype: &str, id: &str) -> bool {
-        let ids = match self.with_row.get_mut(etype) {
-            Some(ids) => ids,
-            None => self.with_row.entry(etype.to_string()).or_default(),
-        };
-        ids.insert(id.to_string())
-    }
-}
 
 impl<'c> Engine<'c> {
     fn load(conn: &'c Connection, app: &'c App) -> Res<Engine<'c>> {
@@ -308,10 +296,10 @@ impl<'c> Engine<'c> {
             app,
             catalog,
             now: store::now_ms(),
-            required_etypes: HashSet::new(),
+            required_etypes: FxHashSet::default(),
             touched: Vec::new(),
-            touched_set: HashSet::new(),
-            indexed_blobs: HashMap::new(),
+            touched_set: FxHashSet::default(),
+            indexed_blobs: FxHashMap::default(),
         })
     }
 
@@ -519,16 +507,12 @@ impl<'c> Engine<'c> {
         let null = Value::Null;
         let eid = items.get(2).unwrap_or(&null);
         // `remove-id-from-step`: an `id` key in the attributes is ignored.
-        let obj: Map<String, Value> = items
+        let obj = items
             .get(3)
             .and_then(Value::as_object)
-            .map(|obj| {
-                obj.iter()
-                    .filter(|(key, _)| key.as_str() != "id")
-                    .map(|(key, value)| (key.clone(), value.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| key.as_str() != "id");
         match action {
             "create" | "update" | "merge" => {
                 let e = self.entity(etype, eid)?;
@@ -548,19 +532,19 @@ impl<'c> Engine<'c> {
                     mode,
                 });
                 for (label, value) in obj {
-                    let a = self.attr_named(etype, &label)?;
+                    let a = self.attr_named(etype, label)?;
                     ops.push(if action == "merge" {
                         Op::Merge {
                             e: e.clone(),
                             a,
-                            v: value,
+                            v: value.clone(),
                             mode,
                         }
                     } else {
                         Op::Add {
                             e: e.clone(),
                             a,
-                            v: Val::Json(value),
+                            v: Val::Json(value.clone()),
                             mode,
                         }
                     });
@@ -899,7 +883,7 @@ impl<'c> Engine<'c> {
         if queue.is_empty() || cascades.is_empty() {
             return Ok(());
         }
-        let mut seen: HashSet<(String, String)> = queue.iter().cloned().collect();
+        let mut seen: FxHashSet<(String, String)> = queue.iter().cloned().collect();
         let mut sources = self
             .db()?
             .prepare_cached(
@@ -949,16 +933,19 @@ impl<'c> Engine<'c> {
     /// Admins may write system namespaces, except `$files` and `$streams` system columns.
     fn prevent_system_column_updates(&self, ops: &[Op]) -> Res<()> {
         for op in ops {
-            let (a, value) = match op {
-                Op::Add { a, v, .. } => (*a, Some(self.val_json(v))),
-                Op::Merge { a, v, .. } => (*a, Some(v.clone())),
-                Op::Retract { a, v, .. } => (*a, Some(self.val_json(v))),
+            let a = match op {
+                Op::Add { a, .. } | Op::Merge { a, .. } | Op::Retract { a, .. } => *a,
                 _ => continue,
             };
             let attr = &self.catalog.attrs[a];
             if !attr.etype.starts_with('$') {
                 continue;
             }
+            let value = match op {
+                Op::Add { v, .. } | Op::Retract { v, .. } => Some(self.val_json(v)),
+                Op::Merge { v, .. } => Some(v.clone()),
+                _ => None,
+            };
             let editable = matches!(
                 (attr.etype.as_str(), attr.label.as_str()),
                 ("$users", "id") | ("$files", "id") | ("$files", "path") | ("$streams", "id")
@@ -1018,14 +1005,14 @@ impl<'c> Engine<'c> {
             })
         };
         // The entities given by id are looked up together, per namespace.
-        let mut ids_by_etype: HashMap<&str, Vec<&str>> = HashMap::new();
+        let mut ids_by_etype: FxHashMap<&str, Vec<&str>> = FxHashMap::default();
         for (_, e, a, _) in checked() {
             if let Eid::Id(id) = e {
                 let etype = self.catalog.attrs[a].etype.as_str();
                 ids_by_etype.entry(etype).or_default().push(id);
             }
         }
-        let mut existing: HashMap<&str, HashSet<String>> = HashMap::new();
+        let mut existing: FxHashMap<&str, FxHashSet<String>> = FxHashMap::default();
         for (etype, ids) in ids_by_etype {
             let found = IdProbe::InNamespace
                 .matching(self.db()?, self.app.app_pk, etype, ids)
@@ -1235,7 +1222,7 @@ impl<'c> Engine<'c> {
     fn run_add_triples(&mut self, group: &[Op]) -> Res<()> {
         // 1. Entity lookups: resolve, or create the entity with its lookup value.
         let mut lookup_refs: Vec<(usize, Value)> = Vec::new();
-        let mut lookup_ids: HashMap<(usize, String), String> = HashMap::new();
+        let mut lookup_ids: FxHashMap<(usize, String), String> = FxHashMap::default();
         let mut created: Vec<(usize, String, String)> = Vec::new();
         for op in group {
             let Op::Add {
@@ -1295,18 +1282,18 @@ impl<'c> Engine<'c> {
 
         // 2. Resolve every triple; value lookups see the data before the group plus the
         //    entities created by lookups above.
-        let mut triples: Vec<(String, usize, Value)> = Vec::with_capacity(group.len());
+        let mut triples: Vec<(&str, usize, Cow<Value>)> = Vec::with_capacity(group.len());
         for op in group {
             let Op::Add { e, a, v, .. } = op else {
                 continue;
             };
             let entity = match e {
-                Eid::Id(id) => id.clone(),
-                Eid::Lookup(attr, value) => lookup_ids[&(*attr, storage_text(value))].clone(),
+                Eid::Id(id) => id.as_str(),
+                Eid::Lookup(attr, value) => lookup_ids[&(*attr, storage_text(value))].as_str(),
             };
             let value = match v {
-                Val::Json(value) => value.clone(),
-                Val::Lookup(attr, value) => {
+                Val::Json(value) => Cow::Borrowed(value),
+                Val::Lookup(attr, value) => Cow::Owned({
                     let lookupable = {
                         let target = &self.catalog.attrs[*a];
                         target.is_ref || target.label == "id"
@@ -1338,7 +1325,7 @@ impl<'c> Engine<'c> {
                             }
                         }
                     }
-                }
+                }),
             };
             triples.push((entity, *a, value));
         }
@@ -1350,7 +1337,7 @@ impl<'c> Engine<'c> {
 
         // 3. Write the lookup values of created entities, then the triples; a cardinality-one
         //    attribute written several times keeps its last value.
-        let mut written: HashSet<(&str, usize)> = HashSet::new();
+        let mut written: FxHashSet<(&str, usize)> = FxHashSet::default();
         for (attr, _, id) in &created {
             let value = lookup_refs
                 .iter()
@@ -1360,25 +1347,40 @@ impl<'c> Engine<'c> {
             self.write_lookup_value(id, *attr, &value)?;
             written.insert((id.as_str(), *attr));
         }
-        let mut last: HashMap<(&str, usize), usize> = HashMap::new();
+        let mut last: FxHashMap<(&str, usize), usize> = FxHashMap::default();
         for (position, (entity, a, _)) in triples.iter().enumerate() {
             if self.catalog.attrs[*a].card_one {
-                last.insert((entity.as_str(), *a), position);
+                last.insert((*entity, *a), position);
             }
         }
         let is_kept = |position: usize, entity: &str, a: usize, card_one: bool| {
             !card_one || last.get(&(entity, a)) == Some(&position)
         };
-        let mut presence = self.entity_presence(triples.iter().enumerate().filter_map(
-            |(position, (entity, a, _))| {
+        // The entity rows go in first, together: rows are only read by later groups, and
+        // which ids the group creates decides how their triples are written.
+        let id_writes: Vec<(&str, &str)> = triples
+            .iter()
+            .enumerate()
+            .filter_map(|(position, (entity, a, _))| {
                 let attr = &self.catalog.attrs[*a];
                 (attr.label == "id" && is_kept(position, entity, *a, attr.card_one))
-                    .then_some((attr.etype.as_str(), entity.as_str()))
-            },
-        ))?;
-        // Entities created by this group that held no triple before it: each of their
-        // (entity, attribute) pairs is written once here, so their triples are plain inserts.
-        let mut fresh: HashSet<&str> = HashSet::new();
+                    .then_some((attr.etype.as_str(), *entity))
+            })
+            .collect();
+        let mut created_rows =
+            batch::insert_entities(self.db()?, self.app.app_pk, self.now, &id_writes)
+                .map_err(sql_error)?;
+        // Created entities that held no triple before the group: each of their (entity,
+        // attribute) pairs is written once here, so their triples are plain inserts.
+        let had_triples = IdProbe::HasTriple
+            .matching(
+                self.db()?,
+                self.app.app_pk,
+                "",
+                created_rows.iter().map(|(_, id)| id.as_str()),
+            )
+            .map_err(sql_error)?;
+        let mut fresh: FxHashSet<&str> = FxHashSet::default();
         let mut new_entities: Vec<(&str, usize)> = Vec::new();
         for (position, (entity, a, value)) in triples.iter().enumerate() {
             let attr = self.live_attr(*a)?;
@@ -1386,20 +1388,20 @@ impl<'c> Engine<'c> {
                 continue;
             }
             if attr.label == "id" {
-                if presence.add_row(&attr.etype, entity) {
-                    let etype = attr.etype.clone();
-                    self.pending.borrow_mut().push_entity(&etype, entity);
-                    if !presence.with_triple.contains(entity) {
+                let key = (attr.etype.clone(), entity.to_string());
+                if created_rows.remove(&key) {
+                    let (etype, _) = key;
+                    if !had_triples.contains(*entity) {
                         fresh.insert(entity);
                     }
-                    self.touch(entity, &etype);
                     if self.indexed_blobs.contains_key(&etype) {
                         new_entities.push((entity, *a));
                     }
+                    self.touch(entity, &etype);
                 }
                 continue;
             }
-            self.write_triple(entity, *a, value, fresh.contains(entity.as_str()))?;
+            self.write_triple(entity, *a, value, fresh.contains(entity))?;
             if self
                 .indexed_blobs
                 .contains_key(&self.catalog.attrs[*a].etype)
@@ -1441,34 +1443,6 @@ impl<'c> Engine<'c> {
             }
         }
         Ok(())
-    }
-
-    /// For the `(etype, id)` pairs whose `id` the `add-triple` group writes: which already
-    /// have their `entities` row, and which of the others hold a triple. Asked once per
-    /// namespace for the whole group instead of once per entity.
-    fn entity_presence<'t>(
-        &self,
-        pairs: impl Iterator<Item = (&'t str, &'t str)>,
-    ) -> Res<EntityPresence> {
-        let mut ids_by_etype: HashMap<&str, Vec<&str>> = HashMap::new();
-        for (etype, id) in pairs {
-            ids_by_etype.entry(etype).or_default().push(id);
-        }
-        let conn = self.db()?;
-        let app_pk = self.app.app_pk;
-        let mut presence = EntityPresence::default();
-        let mut without_row: Vec<&str> = Vec::new();
-        for (etype, ids) in &ids_by_etype {
-            let with_row = IdProbe::HasRow
-                .matching(conn, app_pk, etype, ids.iter().copied())
-                .map_err(sql_error)?;
-            without_row.extend(ids.iter().filter(|id| !with_row.contains(**id)));
-            presence.with_row.insert(etype.to_string(), with_row);
-        }
-        presence.with_triple = IdProbe::HasTriple
-            .matching(conn, app_pk, "", without_row)
-            .map_err(sql_error)?;
-        Ok(presence)
     }
 
     fn touch(&mut self, entity: &str, etype: &str) {
@@ -1585,12 +1559,7 @@ impl<'c> Engine<'c> {
                 ));
             }
         }
-        let (pk, card_one, etype, bit) = (
-            attr.pk,
-            attr.card_one,
-            attr.etype.clone(),
-            values::inferred_type_bit(value),
-        );
+        let (pk, card_one, bit) = (attr.pk, attr.card_one, values::inferred_type_bit(value));
         let av = !attr.is_ref && (attr.unique || attr.indexed);
         let app_pk = self.app.app_pk;
         if card_one && !fresh {
@@ -1624,7 +1593,10 @@ impl<'c> Engine<'c> {
             });
         }
         self.catalog.attrs[a].inferred |= bit;
-        self.touch(entity, &etype);
+        if self.required_etypes.contains(&self.catalog.attrs[a].etype) {
+            let etype = self.catalog.attrs[a].etype.clone();
+            self.touch(entity, &etype);
+        }
         Ok(())
     }
 
@@ -1667,7 +1639,7 @@ impl<'c> Engine<'c> {
     /// The `deep-merge-triple` group: patches merge, in order, into the stored value.
     fn run_merges(&mut self, group: &[Op]) -> Res<()> {
         let mut order: Vec<(String, usize)> = Vec::new();
-        let mut patches: HashMap<(String, usize), Vec<&Value>> = HashMap::new();
+        let mut patches: FxHashMap<(String, usize), Vec<&Value>> = FxHashMap::default();
         for op in group {
             let Op::Merge { e, a, v, .. } = op else {
                 continue;
@@ -1753,7 +1725,7 @@ impl<'c> Engine<'c> {
     /// The `delete-entity` group: the entity's triples in its namespace, every link pointing
     /// at it from that namespace's reverse side, and its `id`.
     fn run_deletes(&mut self, group: &[Op]) -> Res<()> {
-        let mut done: HashSet<(String, String)> = HashSet::new();
+        let mut done: FxHashSet<(String, String)> = FxHashSet::default();
         for op in group {
             let Op::Delete {
                 e: Eid::Id(id),
@@ -1816,50 +1788,53 @@ impl<'c> Engine<'c> {
             return Ok(());
         }
         let mut groups: Vec<((String, String), Vec<Value>)> = Vec::new();
-        let mut exists_statement = self
-            .db()?
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
-                 WHERE t.app_pk = ?1 AND t.entity_id = ?2 AND a.etype = ?3 AND t.value <> 'null')",
-            )
-            .map_err(sql_error)?;
-        let mut has_value = self
-            .db()?
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3 AND value <> 'null')",
-            )
-            .map_err(sql_error)?;
-        let mut has_entity = self
-            .db()?
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_id = ?3)",
-            )
-            .map_err(sql_error)?;
+        // What the checks need is asked per namespace (and required attribute) for all the
+        // touched ids at once; the records are then built in the order entities were touched.
+        let (conn, app_pk) = (self.db()?, self.app.app_pk);
+        let mut ids_by_etype: FxHashMap<&str, Vec<&str>> = FxHashMap::default();
+        for (entity, etype) in &self.touched {
+            ids_by_etype.entry(etype).or_default().push(entity);
+        }
+        let mut with_row: FxHashMap<&str, FxHashSet<String>> = FxHashMap::default();
+        let mut alive: FxHashMap<&str, FxHashSet<String>> = FxHashMap::default();
+        let mut with_value: FxHashMap<usize, FxHashSet<String>> = FxHashMap::default();
+        for (etype, ids) in ids_by_etype {
+            let rows = IdProbe::HasRow
+                .matching(conn, app_pk, etype, ids.iter().copied())
+                .map_err(sql_error)?;
+            let without_row = ids.iter().copied().filter(|id| !rows.contains(*id));
+            let mut living = IdProbe::HasValueIn
+                .matching(conn, app_pk, etype, without_row)
+                .map_err(sql_error)?;
+            living.extend(rows.iter().cloned());
+            for (index, attr) in self.catalog.attrs.iter().enumerate() {
+                if attr.etype == etype && attr.required && attr.label != "id" && attr.pk != 0 {
+                    let alive_ids = ids.iter().copied().filter(|id| living.contains(*id));
+                    let found = IdProbe::HasValue
+                        .matching(conn, app_pk, attr.pk, alive_ids)
+                        .map_err(sql_error)?;
+                    with_value.insert(index, found);
+                }
+            }
+            with_row.insert(etype, rows);
+            alive.insert(etype, living);
+        }
         let mut records = Vec::new();
         for (entity, etype) in &self.touched {
-            let has_id: bool = has_entity
-                .query_row(params![self.app.app_pk, etype, entity], |row| row.get(0))
-                .map_err(sql_error)?;
-            let alive = has_id || {
-                exists_statement
-                    .query_row(params![self.app.app_pk, entity, etype], |row| row.get(0))
-                    .map_err(sql_error)?
-            };
-            if !alive {
+            let has_id = with_row[etype.as_str()].contains(entity);
+            if !alive[etype.as_str()].contains(entity) {
                 continue;
             }
-            for attr in &self.catalog.attrs {
+            for (index, attr) in self.catalog.attrs.iter().enumerate() {
                 if attr.etype != *etype || attr.deleted || attr.pk == 0 {
                     continue;
                 }
                 let missing = if attr.label == "id" {
                     !has_id
                 } else if attr.required {
-                    !has_value
-                        .query_row(params![self.app.app_pk, entity, attr.pk], |row| {
-                            row.get::<_, bool>(0)
-                        })
-                        .map_err(sql_error)?
+                    !with_value
+                        .get(&index)
+                        .is_some_and(|found| found.contains(entity))
                 } else {
                     false
                 };

@@ -35,6 +35,13 @@ pub enum Command {
     /// Serve the embedded InstantDB-compatible engine over HTTP (the real service's routes),
     /// printing its base URL as the first line on stdout; runs until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
+    /// Transform extracted legacy rows (story model) into thread V1 rows, link intents and a
+    /// reject report in `02-transform/` (pure and deterministic; nothing is sent anywhere).
+    Transform(TransformArgs),
+    /// Generate a deterministic synthetic legacy (story model) fleet with every edge case of
+    /// data-model §5.3 injected, as files and/or into an embedded workspace, with a manifest
+    /// of what was injected and what the migration must do with it.
+    Gen(GenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,5 +286,128 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TransformArgs {
+    /// The legacy rows: a dataset file in the old scripts' shape (one admin-query JSON document,
+    /// bare or wrapped in `{data}` / `{payload: {data}}`), an extract directory of
+    /// `<namespace>.ndjson` files, or a run directory holding `01-extract/`.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write: a run directory (writes its `02-transform/`) or a `02-transform`
+    /// directory itself.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// "Now" for the liveness policy, RFC 3339 (e.g. the extract time). Executing/running/
+    /// streaming rows active within --liveness-minutes of it stay live; without it none is live
+    /// (all become failed/open). The clock is never read.
+    #[arg(long)]
+    pub now: Option<String>,
+    /// The liveness window in minutes.
+    #[arg(long, default_value_t = 15)]
+    pub liveness_minutes: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Size: small (~1k context_events, 2 orgs), medium (~100k, 12 orgs), large (~2M, 50 orgs).
+    #[arg(long, value_parser = ["small", "medium", "large"])]
+    pub preset: String,
+    /// The seed: the same seed and options give byte-identical files and manifest.
+    #[arg(long)]
+    pub seed: u64,
+    /// Number of organisations (default: the preset's).
+    #[arg(long)]
+    pub orgs: Option<usize>,
+    /// Write files (one directory per org) and manifest.json here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write into this embedded workspace (created if missing): one app per org with the
+    /// legacy schema, orgs registered in its directory. The manifest goes to --out, else to
+    /// <workspace>/gen/.
+    #[arg(long)]
+    pub workspace: Option<PathBuf>,
+    /// File format: one admin-query JSON document per org, or NDJSON per namespace.
+    #[arg(long, default_value = "json", value_parser = ["json", "ndjson"])]
+    pub format: String,
+    /// Content sizes (default: realistic, lean for large).
+    #[arg(long, value_parser = ["realistic", "lean"])]
+    pub content: Option<String>,
+    /// Roles of the first orgs, comma-separated: standard, clean, schema-conflict,
+    /// conversation-orphan, missing-credentials (the rest are standard).
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// The main job's fleet: clean, schema-conflict, conversation-orphan, missing-credentials
+    /// as the first four orgs (same as --roles with those four).
+    #[arg(long, conflicts_with = "roles")]
+    pub pipeline_fleet: bool,
+    /// Override the preset's fleet-wide number of context_events.
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Steps per transaction when writing a workspace.
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub rates: GenRateArgs,
+}
+
+/// `--rate-<case> R` for every injected case (`--rate-event-without-context 0.01`), built
+/// from the case catalogue so a new case gets its flag.
+#[derive(Debug, Clone, Default)]
+pub struct GenRateArgs {
+    /// (case id, rate) as given.
+    pub rates: Vec<(String, f64)>,
+}
+
+impl clap::FromArgMatches for GenRateArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = GenRateArgs::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for kind in migration::gen::CaseKind::ALL
+            .iter()
+            .filter(|kind| !kind.is_fleet())
+        {
+            if let Some(rate) = matches.get_one::<f64>(kind.id()) {
+                self.rates.push((kind.id().to_string(), *rate));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl clap::Args for GenRateArgs {
+    fn augment_args(mut command: clap::Command) -> clap::Command {
+        for kind in migration::gen::CaseKind::ALL
+            .iter()
+            .filter(|kind| !kind.is_fleet())
+        {
+            // clap keeps argument names as `&'static str`; the catalogue is fixed, so these few
+            // strings live as long as the process anyway.
+            let long: &'static str =
+                Box::leak(format!("rate-{}", kind.id().replace('_', "-")).into_boxed_str());
+            let help: &'static str = Box::leak(
+                format!("{} (default {})", kind.description(), kind.default_rate())
+                    .into_boxed_str(),
+            );
+            command = command.arg(
+                clap::Arg::new(kind.id())
+                    .long(long)
+                    .value_name("RATE")
+                    .value_parser(parse_rate)
+                    .help(help)
+                    .help_heading("Case rates"),
+            );
+        }
+        command
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
     }
 }

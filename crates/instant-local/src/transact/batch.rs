@@ -9,9 +9,9 @@
 //! The engine writes the pending rows out before any other statement runs, so every read sees
 //! the same data as if each row had been inserted on its own.
 
-use std::collections::HashSet;
 
-use rusqlite::{Connection, Result, Statement};
+use rusqlite::{Connection, Result, Row, Statement, ToSql};
+use rustc_hash::FxHashSet;
 
 /// One `triples` row to insert; the app and the time are the transaction's.
 #[derive(Debug)]
@@ -104,6 +104,37 @@ impl PendingInserts {
     }
 }
 
+/// Inserts entity rows `(etype, entity_id)` now, and returns those that were not there yet
+/// (`RETURNING` leaves out the rows `OR IGNORE` skips).
+pub fn insert_entities(
+    conn: &Connection,
+    app_pk: i64,
+    now: i64,
+    rows: &[(&str, &str)],
+) -> Result<FxHashSet<(String, String)>> {
+    let mut rows = rows.to_vec();
+    rows.sort_unstable();
+    rows.dedup();
+    let mut created = FxHashSet::with_capacity_and_hasher(rows.len(), Default::default());
+    insert_rows_returning(
+        conn,
+        (ENTITIES_INSERT, " RETURNING etype, entity_id"),
+        ENTITY_PARAMS,
+        &rows,
+        app_pk,
+        now,
+        |statement, first, (etype, id)| {
+            statement.raw_bind_parameter(first, etype)?;
+            statement.raw_bind_parameter(first + 1, id)
+        },
+        |row| {
+            created.insert((row.get(0)?, row.get(1)?));
+            Ok(())
+        },
+    )?;
+    Ok(created)
+}
+
 /// Inserts `rows` with multi-row statements of [`INSERT_CHUNKS`] rows. Each row is
 /// `(?1, <params_per_row own parameters>, ?2)`; `bind` binds one row's own parameters from the
 /// given index on.
@@ -116,12 +147,39 @@ fn insert_rows<T>(
     now: i64,
     bind: impl Fn(&mut Statement<'_>, usize, &T) -> Result<()>,
 ) -> Result<()> {
+    insert_rows_returning(
+        conn,
+        (head, ""),
+        params_per_row,
+        rows,
+        app_pk,
+        now,
+        bind,
+        |_| Ok(()),
+    )
+}
+
+/// [`insert_rows`] with a `RETURNING` clause (`sql.1`), each returned row given to `returned`.
+#[allow(clippy::too_many_arguments)]
+fn insert_rows_returning<T>(
+    conn: &Connection,
+    sql: (&str, &str),
+    params_per_row: usize,
+    rows: &[T],
+    app_pk: i64,
+    now: i64,
+    bind: impl Fn(&mut Statement<'_>, usize, &T) -> Result<()>,
+    mut returned: impl FnMut(&Row<'_>) -> Result<()>,
+) -> Result<()> {
+    let (head, returning) = sql;
     let mut rest = rows;
     for chunk in INSERT_CHUNKS {
         if rest.len() < chunk {
             continue;
         }
-        let mut statement = conn.prepare_cached(&values_sql(head, params_per_row, chunk))?;
+        let mut text = values_sql(head, params_per_row, chunk);
+        text.push_str(returning);
+        let mut statement = conn.prepare_cached(&text)?;
         while rest.len() >= chunk {
             let (batch, tail) = rest.split_at(chunk);
             statement.raw_bind_parameter(1, app_pk)?;
@@ -129,7 +187,10 @@ fn insert_rows<T>(
             for (index, row) in batch.iter().enumerate() {
                 bind(&mut statement, 3 + index * params_per_row, row)?;
             }
-            statement.raw_execute()?;
+            let mut result = statement.raw_query();
+            while let Some(row) = result.next()? {
+                returned(row)?;
+            }
             rest = tail;
         }
     }
@@ -157,48 +218,60 @@ fn values_sql(head: &str, params_per_row: usize, rows: usize) -> String {
 /// statement text serves every chunk (a repeated id changes nothing in a set of answers).
 const PROBE_CHUNK: usize = 128;
 
-/// Which of many entity ids satisfy a condition, one query per [`PROBE_CHUNK`] ids.
+/// Which of many entity ids satisfy a condition, one query per [`PROBE_CHUNK`] ids. Each probe
+/// has a scope (`?2`): a namespace, or an attribute's `attr_pk` for [`IdProbe::HasValue`].
 #[derive(Debug, Clone, Copy)]
 pub enum IdProbe {
+    /// The id has at least one triple, in any namespace (scope unused).
+    HasTriple,
     /// The id has a row in `entities` for the namespace.
     HasRow,
-    /// The id has at least one triple, in any namespace.
-    HasTriple,
     /// The id exists in the namespace: a row in `entities`, or a triple of one of the
     /// namespace's attributes (`validate-mode`'s notion of an existing entity).
     InNamespace,
+    /// The id holds a non-null value of one of the namespace's attributes.
+    HasValueIn,
+    /// The id holds a non-null value of the attribute.
+    HasValue,
 }
 
 impl IdProbe {
     fn condition(self) -> &'static str {
         match self {
-            IdProbe::HasRow => {
-                "EXISTS (SELECT 1 FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_id = ids.id)"
-            }
             IdProbe::HasTriple => {
                 "EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_id = ids.id)"
+            }
+            IdProbe::HasRow => {
+                "EXISTS (SELECT 1 FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_id = ids.id)"
             }
             IdProbe::InNamespace => {
                 "EXISTS (SELECT 1 FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_id = ids.id) \
                  OR EXISTS (SELECT 1 FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
                             WHERE t.app_pk = ?1 AND t.entity_id = ids.id AND a.etype = ?2)"
             }
+            IdProbe::HasValueIn => {
+                "EXISTS (SELECT 1 FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
+                 WHERE t.app_pk = ?1 AND t.entity_id = ids.id AND a.etype = ?2 AND t.value <> 'null')"
+            }
+            IdProbe::HasValue => {
+                "EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_id = ids.id \
+                 AND attr_pk = ?2 AND value <> 'null')"
+            }
         }
     }
 
-    /// The ids among `ids` that satisfy the probe in namespace `etype` (ignored by
-    /// [`IdProbe::HasTriple`]).
+    /// The ids among `ids` that satisfy the probe within `scope`.
     pub fn matching<'i>(
         self,
         conn: &Connection,
         app_pk: i64,
-        etype: &str,
+        scope: impl ToSql,
         ids: impl IntoIterator<Item = &'i str>,
-    ) -> Result<HashSet<String>> {
+    ) -> Result<FxHashSet<String>> {
         let mut ids: Vec<&str> = ids.into_iter().collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut found = HashSet::new();
+        let mut found = FxHashSet::default();
         if ids.is_empty() {
             return Ok(found);
         }
@@ -214,7 +287,7 @@ impl IdProbe {
         let mut statement = conn.prepare_cached(&sql)?;
         for chunk in ids.chunks(PROBE_CHUNK) {
             statement.raw_bind_parameter(1, app_pk)?;
-            statement.raw_bind_parameter(2, etype)?;
+            statement.raw_bind_parameter(2, &scope)?;
             let padding = chunk[chunk.len() - 1];
             for index in 0..PROBE_CHUNK {
                 statement.raw_bind_parameter(3 + index, chunk.get(index).unwrap_or(&padding))?;
@@ -259,9 +332,12 @@ mod tests {
         }
         pending.push_entity("items", "id-000");
         pending.flush(&conn, 1, 99).unwrap();
+        let created = insert_entities(&conn, 1, 99, &[("items", "id-000"), ("items", "id-900")]);
+        let created: Vec<_> = created.unwrap().into_iter().collect();
+        assert_eq!(created, [("items".to_string(), "id-900".to_string())]);
         assert!(pending.is_empty());
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
-        assert_eq!(count("SELECT count(*) FROM entities WHERE app_pk = 1 AND created_at = 99"), 74);
+        assert_eq!(count("SELECT count(*) FROM entities WHERE app_pk = 1 AND created_at = 99"), 75);
         assert_eq!(count("SELECT count(*) FROM triples WHERE app_pk = 1 AND attr_pk = 7"), 74);
         assert_eq!(count("SELECT count(*) FROM triples WHERE av = 1"), 37);
         assert_eq!(

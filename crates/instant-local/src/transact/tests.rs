@@ -507,6 +507,80 @@ fn cardinality_one_keeps_the_last_write_of_a_transaction() {
     assert_eq!(f.value("users", &id(1), "email"), Some(json!("y")));
 }
 
+#[test]
+fn entities_holding_triples_before_their_row_keep_one_value_per_attribute() {
+    let f = fixture();
+    f.link_attr("books", "owner", "people", "books", json!({"cardinality": "one"}));
+    // A link gives book 1 a triple but no entity row.
+    f.ok(json!([["link", "books", id(1), {"owner": id(7)}]]));
+    assert_eq!(f.count("entities"), 0);
+    // Its row is created with the link replaced; book 2's link comes before its row.
+    f.ok(json!([
+        ["link", "books", id(2), {"owner": id(7)}],
+        ["update", "books", id(1), {"title": "a"}],
+        ["link", "books", id(1), {"owner": id(8)}],
+        ["update", "books", id(2), {"title": "b"}],
+    ]));
+    expect![[r##"
+        #01 id
+        #01 owner "#08"
+        #01 title "a"
+        #02 id
+        #02 owner "#07"
+        #02 title "b""##]]
+    .assert_eq(&f.dump("books").replace("00000000-0000-4000-8000-0000000000", "#"));
+}
+
+#[test]
+fn checks_over_many_entities_report_them_in_step_order() {
+    let f = fixture();
+    f.attr("items", "name", json!({"required?": true}));
+    // More entities than one batched query or insert holds.
+    let n = 300;
+    let steps: Vec<Value> = (1..=n)
+        .map(|k| match k % 100 {
+            0 => json!(["update", "items", id(n + 1 - k), {"other": k}]),
+            _ => json!(["update", "items", id(n + 1 - k), {"name": k}]),
+        })
+        .collect();
+    let error = f.err(Value::Array(steps.clone()));
+    assert_eq!(
+        error.message,
+        format!(
+            "Missing required attributes `items/name`: {}, {}, {}",
+            id(201),
+            id(101),
+            id(1)
+        )
+    );
+    assert_eq!(f.count("entities"), 0);
+    let fixed: Vec<Value> = steps
+        .iter()
+        .map(|step| {
+            let mut step = step.clone();
+            step[3]["name"] = json!("x");
+            step
+        })
+        .collect();
+    f.ok(Value::Array(fixed));
+    assert_eq!(f.count("entities"), i64::from(n));
+    assert_eq!(f.count("triples"), i64::from(n) + 3);
+    let creates: Vec<Value> = [150, 7, 299, 301]
+        .iter()
+        .map(|k| json!(["create", "items", id(*k), {"name": "y"}]))
+        .collect();
+    let error = f.err(Value::Array(creates));
+    assert_eq!(
+        error.message,
+        format!(
+            "Validation failed for tx-step: Creating entities that exist: {a}, {a}, {b}, {b}, {c}, {c}",
+            a = id(150),
+            b = id(7),
+            c = id(299)
+        )
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Entity ids and lookups
 

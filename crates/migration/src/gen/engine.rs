@@ -1,0 +1,176 @@
+//! Writing generated orgs into an InstantDB server through the `InstantApi` port (the
+//! embedded engine of a workspace, or any server): one app per org with its as-deployed schema
+//! pushed, rows as `update` steps, links as `link` steps written only once every row of the
+//! chunk exists, in transactions of about `batch_size` steps.
+
+use instant_api::{AppAuth, EphemeralAppRequest, InstantApi, SchemaPushRequest, TransactRequest};
+use serde_json::{json, Map, Value};
+
+use super::ns::Ns;
+use super::schema::is_link_label;
+use super::{GenError, OrgPlan};
+
+/// An organisation to record in the directory once its app is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgRegistration {
+    pub org_id: String,
+    pub name: String,
+    pub slug: String,
+    /// `None` for an org without credentials (no app was created).
+    pub app_id: Option<String>,
+    /// `present` or `missing`.
+    pub credentials: &'static str,
+}
+
+/// The server and the directory the fleet is written to.
+pub struct EngineTarget<'a> {
+    pub api: &'a dyn InstantApi,
+    /// Records an org in the directory (the workspace's `orgs` table); errors as text.
+    pub register: &'a mut dyn FnMut(OrgRegistration) -> Result<(), String>,
+    /// Steps per transaction (default 500).
+    pub batch_size: usize,
+}
+
+pub struct EngineWriter<'a> {
+    api: &'a dyn InstantApi,
+    auth: AppAuth,
+    org: String,
+    steps: Vec<Value>,
+    links: Vec<Value>,
+    batch_size: usize,
+    batches: u64,
+    written: u64,
+}
+
+impl<'a> EngineWriter<'a> {
+    /// Creates the org's app and pushes its schema.
+    pub fn create(
+        target: &mut EngineTarget<'a>,
+        plan: &OrgPlan,
+        schema: &instant_schema::Schema,
+    ) -> Result<EngineWriter<'a>, GenError> {
+        let fail = |message: String| GenError::Target {
+            org: plan.org_id.clone(),
+            message,
+        };
+        let created = target
+            .api
+            .create_ephemeral_app(&EphemeralAppRequest {
+                title: plan.name.clone(),
+                schema: None,
+                rules: None,
+            })
+            .map_err(|error| fail(format!("creating the app: {error}")))?;
+        let auth = created.app.auth();
+        target
+            .api
+            .schema_push(
+                &auth,
+                &SchemaPushRequest {
+                    schema: schema.to_dsl_json(),
+                    check_types: false,
+                    supports_background_updates: false,
+                },
+            )
+            .map_err(|error| fail(format!("pushing the legacy schema: {error}")))?;
+        Ok(EngineWriter {
+            api: target.api,
+            auth,
+            org: plan.org_id.clone(),
+            steps: Vec::new(),
+            links: Vec::new(),
+            batch_size: target.batch_size.max(1),
+            batches: 0,
+            written: 0,
+        })
+    }
+
+    pub fn app_id(&self) -> &str {
+        &self.auth.app_id
+    }
+
+    pub fn row(&mut self, ns: Ns, mut row: Map<String, Value>) -> Result<(), GenError> {
+        let id = match row.remove("id") {
+            Some(Value::String(id)) => id,
+            _ => {
+                return Err(GenError::Invalid(format!(
+                    "{}: a generated row has no id",
+                    ns.name()
+                )))
+            }
+        };
+        let mut links = Map::new();
+        let labels: Vec<String> = row
+            .keys()
+            .filter(|label| is_link_label(ns.name(), label))
+            .cloned()
+            .collect();
+        for label in labels {
+            let Some(Value::Array(targets)) = row.remove(&label) else {
+                continue;
+            };
+            let ids: Vec<Value> = targets
+                .into_iter()
+                .filter_map(|target| target.get("id").cloned())
+                .collect();
+            match ids.len() {
+                0 => {}
+                1 if label != "whatsappMessages" => {
+                    links.insert(label, ids.into_iter().next().unwrap_or(Value::Null));
+                }
+                _ => {
+                    links.insert(label, Value::Array(ids));
+                }
+            }
+        }
+        self.steps
+            .push(json!(["update", ns.name(), id, Value::Object(row)]));
+        if !links.is_empty() {
+            self.links
+                .push(json!(["link", ns.name(), id, Value::Object(links)]));
+        }
+        if self.steps.len() >= self.batch_size {
+            self.flush(false)?;
+        }
+        Ok(())
+    }
+
+    /// Every row of the chunk is queued: its links may follow.
+    pub fn end_chunk(&mut self) -> Result<(), GenError> {
+        self.steps.append(&mut self.links);
+        if self.steps.len() >= self.batch_size {
+            self.flush(false)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, all: bool) -> Result<(), GenError> {
+        while self.steps.len() >= self.batch_size || (all && !self.steps.is_empty()) {
+            let take = self.steps.len().min(self.batch_size);
+            let batch: Vec<Value> = self.steps.drain(..take).collect();
+            let count = batch.len() as u64;
+            self.api
+                .transact(
+                    &self.auth,
+                    &TransactRequest {
+                        steps: batch,
+                        throw_on_missing_attrs: false,
+                    },
+                )
+                .map_err(|error| GenError::Target {
+                    org: self.org.clone(),
+                    message: format!("transaction {} failed: {error}", self.batches + 1),
+                })?;
+            self.batches += 1;
+            self.written += count;
+        }
+        Ok(())
+    }
+
+    /// Writes what is left; returns the app id, transactions and steps written.
+    pub fn finish(mut self) -> Result<(String, u64, u64), GenError> {
+        self.steps.append(&mut self.links);
+        self.flush(true)?;
+        Ok((self.auth.app_id.clone(), self.batches, self.written))
+    }
+}

@@ -1,0 +1,1376 @@
+//! The transform, pure: typed legacy rows in, thread V1 rows, link intents and report entries
+//! out. No clock (`now` is [`Options::now_ms`]), no file, no network.
+//!
+//! It works in two passes so that memory follows the join, not the data: pass 1 feeds the
+//! [`JoinBuilder`] with contexts, executions, steps and then events (only what a join needs is
+//! kept: ids, links, dates, statuses); [`JoinBuilder::finish`] decides everything that depends
+//! on several rows (which rows migrate, derived dates, statuses, current executions, thread ids
+//! and keys); pass 2 maps each row on its own with the [`Join`]. Events and parts, the bulk,
+//! are never held.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use uuid::Uuid;
+
+use crate::dates::format_millis;
+use crate::legacy::parse_uuid;
+use crate::model::*;
+use crate::rules::Rule;
+use crate::{derived_part_id, derived_thread_id};
+
+/// Inputs of the transform besides the rows.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// "Now" for the liveness policy (epoch ms). `None`: nothing is live, so every
+    /// executing/running/streaming status is stale.
+    pub now_ms: Option<i64>,
+    /// A run whose last activity (updatedAt, else createdAt) is within this of `now` is live.
+    pub liveness_window_ms: i64,
+    /// `thread_threads` rows that already exist in the target: key -> id (reused).
+    pub existing_threads: BTreeMap<String, Uuid>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            now_ms: None,
+            liveness_window_ms: 15 * 60 * 1000,
+            existing_threads: BTreeMap::new(),
+        }
+    }
+}
+
+/// What mapping one legacy row produced.
+#[derive(Debug, Default)]
+pub struct Emitted {
+    pub rows: Vec<TargetRow>,
+    pub links: Vec<LinkIntent>,
+    pub rejects: Vec<Reject>,
+    /// The row is not migrated (exactly one `dropped` entry in `rejects` says why).
+    pub dropped: bool,
+}
+
+impl Emitted {
+    fn report(
+        &mut self,
+        ns: LegacyNamespace,
+        id: impl ToString,
+        rule: Rule,
+        detail: impl Into<String>,
+    ) {
+        if rule.effect() == crate::Effect::Dropped {
+            self.dropped = true;
+        }
+        self.rejects.push(Reject {
+            namespace: ns.to_string(),
+            id: id.to_string(),
+            rule,
+            detail: detail.into(),
+        });
+    }
+
+    fn issues(&mut self, ns: LegacyNamespace, id: impl ToString, issues: &[FieldIssue]) {
+        let id = id.to_string();
+        for issue in issues {
+            self.report(ns, &id, issue.rule, issue.detail.clone());
+        }
+    }
+
+    fn link(&mut self, from_ns: TargetNamespace, from_id: Uuid, label: &str, to_id: Uuid) {
+        self.links.push(LinkIntent {
+            from_ns,
+            from_id,
+            label: label.to_string(),
+            to_id,
+        });
+    }
+}
+
+/// Resolves a has-one link: the valid UUIDs (smallest kept), with reports for the rest.
+fn resolve_one(ids: &LinkIds, label: &str, mut report: impl FnMut(Rule, String)) -> Option<Uuid> {
+    let mut valid = Vec::new();
+    for text in ids {
+        match parse_uuid(text) {
+            Some((id, normalised)) => {
+                if normalised {
+                    report(Rule::IdNormalised, format!("{label} {text:?} read as {id}"));
+                }
+                valid.push(id);
+            }
+            None => report(
+                Rule::LinkInvalidId,
+                format!("{label} {text:?} is not a UUID"),
+            ),
+        }
+    }
+    valid.sort();
+    valid.dedup();
+    if valid.len() > 1 {
+        let rest: Vec<String> = valid[1..].iter().map(Uuid::to_string).collect();
+        report(
+            Rule::LinkManyTargets,
+            format!(
+                "{label} holds {} ids; {} kept, {} dropped",
+                valid.len(),
+                valid[0],
+                rest.join(", ")
+            ),
+        );
+    }
+    valid.first().copied()
+}
+
+/// Resolves without reporting (pass 1 sees the same answer pass 2 reports on).
+fn quiet_one(ids: &LinkIds) -> Option<Uuid> {
+    resolve_one(ids, "", |_, _| {})
+}
+
+/// A run status, classified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Running,
+    Completed,
+    Failed,
+    Unknown,
+}
+
+fn classify_run(status: Option<&str>) -> Class {
+    let Some(status) = status else {
+        return Class::Unknown;
+    };
+    match status.trim().to_ascii_lowercase().as_str() {
+        "executing" | "running" | "in_progress" | "in-progress" | "started" | "streaming"
+        | "pending" => Class::Running,
+        "completed" | "complete" | "done" | "success" | "succeeded" | "finished" | "ok" => {
+            Class::Completed
+        }
+        "failed" | "failure" | "error" | "errored" | "cancelled" | "canceled" | "aborted"
+        | "timeout" | "timed_out" => Class::Failed,
+        _ => Class::Unknown,
+    }
+}
+
+fn millis(date: &Option<LegacyDate>) -> Option<i64> {
+    date.as_ref().and_then(LegacyDate::millis)
+}
+
+/// A required date: the legacy value (reported when repaired), else a derived instant.
+fn required_date(
+    ns: LegacyNamespace,
+    id: &Uuid,
+    field: &str,
+    date: &Option<LegacyDate>,
+    derived: Option<(i64, String)>,
+    out: &mut Emitted,
+) -> Option<DateValue> {
+    if let Some(LegacyDate::Seconds { seconds, millis }) = date {
+        out.report(
+            ns,
+            id,
+            Rule::DateEpochSeconds,
+            format!("{field} {seconds} (epoch seconds) read as {millis} ms"),
+        );
+    }
+    if let Some(value) = date.as_ref().and_then(LegacyDate::to_target) {
+        return Some(value);
+    }
+    let was = match date {
+        Some(LegacyDate::Invalid(raw)) => format!("invalid ({raw})"),
+        _ => "missing".to_string(),
+    };
+    match derived {
+        Some((ms, from)) => {
+            out.report(
+                ns,
+                id,
+                Rule::CreatedAtDerived,
+                format!("{field} {was}; {} from {from}", format_millis(ms)),
+            );
+            Some(DateValue::Millis(ms))
+        }
+        None => {
+            out.report(
+                ns,
+                id,
+                Rule::CreatedAtMissing,
+                format!("{field} {was} and nothing to derive it from"),
+            );
+            None
+        }
+    }
+}
+
+fn optional_date(
+    ns: LegacyNamespace,
+    id: &dyn std::fmt::Display,
+    field: &str,
+    date: &Option<LegacyDate>,
+    out: &mut Emitted,
+) -> Option<DateValue> {
+    match date {
+        Some(LegacyDate::Seconds { seconds, millis }) => {
+            out.report(
+                ns,
+                id.to_string(),
+                Rule::DateEpochSeconds,
+                format!("{field} {seconds} (epoch seconds) read as {millis} ms"),
+            );
+        }
+        Some(LegacyDate::Invalid(raw)) => {
+            out.report(
+                ns,
+                id.to_string(),
+                Rule::DateInvalid,
+                format!("{field} {raw} is not a date: omitted"),
+            );
+        }
+        _ => {}
+    }
+    date.as_ref().and_then(LegacyDate::to_target)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pass 1
+
+#[derive(Debug, Default)]
+struct ContextInfo {
+    key: Option<String>,
+    created: Option<i64>,
+    created_valid: bool,
+    status: Option<String>,
+    current: Vec<String>,
+    /// Earliest createdAt of its events (tracked only when its own createdAt is unusable).
+    earliest_event: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct ExecInfo {
+    context: Option<Uuid>,
+    created: Option<i64>,
+    activity: Option<i64>,
+    status: Option<String>,
+    trigger: Option<Uuid>,
+    reaction: Option<Uuid>,
+    trigger_text: Option<String>,
+    reaction_text: Option<String>,
+    any_failed_step: bool,
+    /// (iteration, createdAt, id, class, continueLoop) of the last step.
+    last_step: Option<(i64, i64, Uuid, Class, Option<bool>)>,
+    earliest_step: Option<i64>,
+}
+
+#[derive(Debug)]
+struct StepInfo {
+    execution: Option<Uuid>,
+    created: Option<i64>,
+    activity: Option<i64>,
+    status: Option<String>,
+    event_id: bool,
+}
+
+#[derive(Debug, Default)]
+struct EventRef {
+    exists: bool,
+    created: Option<i64>,
+    status: Option<String>,
+    trigger_of: Vec<Uuid>,
+    reaction_of: Vec<Uuid>,
+}
+
+/// Pass 1: collects what the join needs. Feed contexts, executions, steps, then events.
+#[derive(Debug, Default)]
+pub struct JoinBuilder {
+    contexts: HashMap<Uuid, ContextInfo>,
+    executions: HashMap<Uuid, ExecInfo>,
+    steps: HashMap<Uuid, StepInfo>,
+    events: HashMap<Uuid, EventRef>,
+}
+
+/// The execution a step belongs to, and what to report about how it was found.
+fn step_execution(row: &LegacyStep) -> (Option<Uuid>, Vec<(Rule, String)>) {
+    let mut notes = Vec::new();
+    let link = resolve_one(&row.execution, "execution", |rule, detail| {
+        notes.push((rule, detail))
+    });
+    let attr = row
+        .execution_id
+        .as_deref()
+        .and_then(parse_uuid)
+        .map(|(id, _)| id);
+    match (link, attr) {
+        (Some(link), Some(attr)) if link != attr => {
+            notes.push((
+                Rule::ExecutionIdMismatch,
+                format!("executionId {attr} differs from the execution link {link}; the link wins"),
+            ));
+            (Some(link), notes)
+        }
+        (Some(link), _) => (Some(link), notes),
+        (None, Some(attr)) => {
+            notes.push((
+                Rule::LinkFromAttribute,
+                format!("no execution link; execution {attr} taken from executionId"),
+            ));
+            (Some(attr), notes)
+        }
+        (None, None) => {
+            if let Some(text) = &row.execution_id {
+                notes.push((
+                    Rule::LinkInvalidId,
+                    format!("executionId {text:?} is not a UUID"),
+                ));
+            }
+            (None, notes)
+        }
+    }
+}
+
+impl JoinBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add_context(&mut self, row: &LegacyContext) {
+        let created = millis(&row.created_at);
+        self.contexts.entry(row.id).or_insert_with(|| ContextInfo {
+            key: row.key.clone(),
+            created,
+            created_valid: created.is_some(),
+            status: row.status.clone(),
+            current: row.current_execution.clone(),
+            earliest_event: None,
+        });
+    }
+
+    pub fn add_execution(&mut self, row: &LegacyExecution) {
+        let trigger = quiet_one(&row.trigger);
+        let reaction = quiet_one(&row.reaction);
+        if self.executions.contains_key(&row.id) {
+            return;
+        }
+        for (event, as_trigger) in [(trigger, true), (reaction, false)] {
+            if let Some(event) = event {
+                let entry = self.events.entry(event).or_default();
+                if as_trigger {
+                    entry.trigger_of.push(row.id);
+                } else {
+                    entry.reaction_of.push(row.id);
+                }
+            }
+        }
+        let created = millis(&row.created_at);
+        self.executions.insert(
+            row.id,
+            ExecInfo {
+                context: quiet_one(&row.context),
+                created,
+                activity: millis(&row.updated_at).or(created),
+                status: row.status.clone(),
+                trigger,
+                reaction,
+                trigger_text: row.trigger.first().cloned(),
+                reaction_text: row.reaction.first().cloned(),
+                ..ExecInfo::default()
+            },
+        );
+    }
+
+    pub fn add_step(&mut self, row: &LegacyStep) {
+        if self.steps.contains_key(&row.id) {
+            return;
+        }
+        let (execution, _) = step_execution(row);
+        let created = millis(&row.created_at);
+        if let Some(exec) = execution.and_then(|id| self.executions.get_mut(&id)) {
+            let class = classify_run(row.status.as_deref());
+            exec.any_failed_step |= class == Class::Failed;
+            let rank = (
+                row.iteration.unwrap_or(-1),
+                created.unwrap_or(i64::MIN),
+                row.id,
+                class,
+                row.continue_loop,
+            );
+            if exec
+                .last_step
+                .is_none_or(|last| (last.0, last.1, last.2) < (rank.0, rank.1, rank.2))
+            {
+                exec.last_step = Some(rank);
+            }
+            if let Some(created) = created {
+                exec.earliest_step = Some(exec.earliest_step.map_or(created, |e| e.min(created)));
+            }
+        }
+        self.steps.insert(
+            row.id,
+            StepInfo {
+                execution,
+                created,
+                activity: millis(&row.updated_at).or(created),
+                status: row.status.clone(),
+                event_id: row.event_id.is_some(),
+            },
+        );
+    }
+
+    pub fn add_event(&mut self, row: &LegacyEvent) {
+        let created = millis(&row.created_at);
+        if let Some(entry) = self.events.get_mut(&row.id) {
+            if !entry.exists {
+                entry.exists = true;
+                entry.created = created;
+                entry.status = row.status.clone();
+            }
+        }
+        if let (Some(created), Some(context)) = (created, quiet_one(&row.context)) {
+            if let Some(info) = self.contexts.get_mut(&context) {
+                if !info.created_valid {
+                    info.earliest_event =
+                        Some(info.earliest_event.map_or(created, |e| e.min(created)));
+                }
+            }
+        }
+    }
+
+    /// Decides everything that depends on several rows.
+    pub fn finish(self, options: &Options) -> Join {
+        let JoinBuilder {
+            contexts,
+            executions,
+            steps,
+            events,
+        } = self;
+        let live = |activity: Option<i64>| match (options.now_ms, activity) {
+            (Some(now), Some(at)) => now - at <= options.liveness_window_ms,
+            _ => false,
+        };
+
+        // 1. Execution createdAt: own, else the trigger item's, else the first step's.
+        let mut exec_created: HashMap<Uuid, (i64, Option<String>)> = HashMap::new();
+        for (id, exec) in &executions {
+            let derived = match exec.created {
+                Some(ms) => Some((ms, None)),
+                None => exec
+                    .trigger
+                    .and_then(|t| events.get(&t))
+                    .and_then(|e| e.created)
+                    .map(|ms| (ms, Some("the trigger item's createdAt".to_string())))
+                    .or_else(|| {
+                        exec.earliest_step
+                            .map(|ms| (ms, Some("the earliest step's createdAt".to_string())))
+                    }),
+            };
+            if let Some(derived) = derived {
+                exec_created.insert(*id, derived);
+            }
+        }
+
+        // 2. Context createdAt: own, else the earliest of its executions and events.
+        let mut earliest_exec: HashMap<Uuid, i64> = HashMap::new();
+        for (id, exec) in &executions {
+            if let (Some(ctx), Some((ms, _))) = (exec.context, exec_created.get(id)) {
+                let e = earliest_exec.entry(ctx).or_insert(*ms);
+                *e = (*e).min(*ms);
+            }
+        }
+        let mut ctx_created: HashMap<Uuid, (i64, Option<String>)> = HashMap::new();
+        for (id, ctx) in &contexts {
+            let derived = match ctx.created {
+                Some(ms) => Some((ms, None)),
+                None => match (earliest_exec.get(id), ctx.earliest_event) {
+                    (Some(a), Some(b)) => Some((
+                        (*a).min(b),
+                        Some("the earliest linked execution or item".to_string()),
+                    )),
+                    (Some(a), None) => {
+                        Some((*a, Some("the earliest linked execution".to_string())))
+                    }
+                    (None, Some(b)) => Some((b, Some("the earliest linked item".to_string()))),
+                    (None, None) => None,
+                },
+            };
+            if let Some(derived) = derived {
+                ctx_created.insert(*id, derived);
+            }
+        }
+
+        // 3. Which executions migrate: a migrated context and a createdAt.
+        let exec_migrated: HashSet<Uuid> = executions
+            .iter()
+            .filter(|(id, exec)| {
+                exec_created.contains_key(id)
+                    && exec.context.is_some_and(|c| ctx_created.contains_key(&c))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+
+        // 4. Execution statuses.
+        let mut exec_status: HashMap<Uuid, (&'static str, Option<(Rule, String)>)> = HashMap::new();
+        for (id, exec) in &executions {
+            let raw = exec.status.as_deref();
+            let decided = match classify_run(raw) {
+                Class::Running if live(exec.activity) => ("executing", mapped(raw, "executing")),
+                Class::Running => (
+                    "failed",
+                    Some((
+                        Rule::StatusStale,
+                        format!(
+                            "status {:?} not live at now: failed",
+                            raw.unwrap_or_default()
+                        ),
+                    )),
+                ),
+                Class::Completed => ("completed", mapped(raw, "completed")),
+                Class::Failed => ("failed", mapped(raw, "failed")),
+                Class::Unknown => {
+                    let reaction_completed = exec
+                        .reaction
+                        .and_then(|r| events.get(&r))
+                        .and_then(|e| e.status.as_deref())
+                        .is_some_and(|s| s.trim().eq_ignore_ascii_case("completed"));
+                    let last_done = exec.last_step.is_some_and(|(_, _, _, class, cont)| {
+                        class == Class::Completed && cont == Some(false)
+                    });
+                    let (status, why) = if exec.any_failed_step {
+                        ("failed", "a step failed")
+                    } else if last_done {
+                        ("completed", "the last step completed without continuing")
+                    } else if reaction_completed {
+                        ("completed", "the reaction item is completed")
+                    } else {
+                        ("failed", "no sign of completion")
+                    };
+                    (
+                        status,
+                        Some((
+                            Rule::StatusInferred,
+                            format!("status {} inferred {status}: {why}", show(raw)),
+                        )),
+                    )
+                }
+            };
+            exec_status.insert(*id, decided);
+        }
+
+        // 5. Steps: which migrate, createdAt, iteration, status.
+        let mut by_exec: HashMap<Uuid, Vec<(i64, Uuid)>> = HashMap::new();
+        for (id, step) in &steps {
+            if let Some(exec) = step.execution.filter(|e| exec_migrated.contains(e)) {
+                let created = step
+                    .created
+                    .or_else(|| exec_created.get(&exec).map(|c| c.0))
+                    .unwrap_or(i64::MIN);
+                by_exec.entry(exec).or_default().push((created, *id));
+            }
+        }
+        let mut step_rank: HashMap<Uuid, i64> = HashMap::new();
+        for list in by_exec.values_mut() {
+            list.sort();
+            for (rank, (_, id)) in list.iter().enumerate() {
+                step_rank.insert(*id, rank as i64);
+            }
+        }
+        let mut step_status: HashMap<Uuid, (&'static str, Option<(Rule, String)>)> = HashMap::new();
+        for (id, step) in &steps {
+            let Some(exec) = step.execution else { continue };
+            let exec_final = exec_status.get(&exec).map(|s| s.0).unwrap_or("failed");
+            let raw = step.status.as_deref();
+            let decided = match classify_run(raw) {
+                Class::Running if exec_final == "executing" && live(step.activity) => {
+                    ("running", mapped(raw, "running"))
+                }
+                Class::Running => (
+                    "failed",
+                    Some((
+                        Rule::StatusStale,
+                        format!(
+                            "status {:?} not live at now: failed",
+                            raw.unwrap_or_default()
+                        ),
+                    )),
+                ),
+                Class::Completed => ("completed", mapped(raw, "completed")),
+                Class::Failed => ("failed", mapped(raw, "failed")),
+                Class::Unknown => {
+                    let status = if exec_final == "completed" {
+                        "completed"
+                    } else {
+                        "failed"
+                    };
+                    (
+                        status,
+                        Some((
+                            Rule::StatusInferred,
+                            format!(
+                                "status {} inferred {status}: the execution is {exec_final}",
+                                show(raw)
+                            ),
+                        )),
+                    )
+                }
+            };
+            step_status.insert(*id, decided);
+        }
+        let step_migrated: HashSet<Uuid> = steps
+            .iter()
+            .filter(|(_, step)| step.execution.is_some_and(|e| exec_migrated.contains(&e)))
+            .filter(|(_, step)| {
+                step.event_id || {
+                    let exec = &executions[&step.execution.unwrap()];
+                    exec.reaction_text.is_some() || exec.trigger_text.is_some()
+                }
+            })
+            .map(|(id, _)| *id)
+            .collect();
+
+        // 6. Contexts: latest execution, current execution, status, thread.
+        let mut latest: HashMap<Uuid, (i64, Uuid)> = HashMap::new();
+        for id in &exec_migrated {
+            let ctx = executions[id].context.unwrap();
+            let rank = (exec_created[id].0, *id);
+            let entry = latest.entry(ctx).or_insert(rank);
+            if *entry < rank {
+                *entry = rank;
+            }
+        }
+        let mut ctx_ids: Vec<Uuid> = ctx_created.keys().copied().collect();
+        ctx_ids.sort();
+        // Keys: explicit keys first (smallest id keeps a duplicate), then keyless contexts' ids.
+        let mut taken: HashMap<String, Uuid> = HashMap::new();
+        let mut decisions: HashMap<Uuid, ContextDecision> = HashMap::new();
+        for id in &ctx_ids {
+            let ctx = &contexts[id];
+            let mut decision = ContextDecision::default();
+            if let Some(key) = &ctx.key {
+                if let Some(owner) = taken.get(key) {
+                    decision.notes.push((
+                        Rule::KeyConflict,
+                        format!("key {key:?} already belongs to context {owner}: omitted"),
+                    ));
+                } else {
+                    taken.insert(key.clone(), *id);
+                    decision.key = Some(key.clone());
+                    decision.thread_key = Some(key.clone());
+                }
+            }
+            decisions.insert(*id, decision);
+        }
+        for id in &ctx_ids {
+            let ctx = &contexts[id];
+            let decision = decisions.get_mut(id).unwrap();
+            if ctx.key.is_none() {
+                let key = id.to_string();
+                if let Some(owner) = taken.get(&key) {
+                    decision.notes.push((Rule::KeyConflict, format!("thread key {key:?} (the context id) is the key of context {owner}: the thread gets no key")));
+                } else {
+                    taken.insert(key.clone(), *id);
+                    decision.thread_key = Some(key);
+                }
+            }
+            decision.thread_id = match decision
+                .thread_key
+                .as_ref()
+                .and_then(|k| options.existing_threads.get(k))
+            {
+                Some(existing) => {
+                    decision.notes.push((
+                        Rule::ExistingThreadReused,
+                        format!(
+                            "thread_threads {existing} already has key {:?}: reused",
+                            decision.thread_key.as_deref().unwrap_or_default()
+                        ),
+                    ));
+                    *existing
+                }
+                None => derived_thread_id(id),
+            };
+            // Current execution: the legacy pointer if it is a migrated execution.
+            let mut notes = Vec::new();
+            let pointer = resolve_one(&ctx.current, "currentExecution", |rule, detail| {
+                notes.push((rule, detail))
+            });
+            decision.notes.extend(notes);
+            decision.current = match pointer {
+                Some(exec) if exec_migrated.contains(&exec) => Some(exec),
+                other => {
+                    let fallback = latest.get(id).map(|(_, exec)| *exec);
+                    let why = match other {
+                        Some(exec) => {
+                            format!("currentExecution {exec} is not a migrated execution")
+                        }
+                        None => "no currentExecution".to_string(),
+                    };
+                    match fallback {
+                        Some(exec) => decision.notes.push((
+                            Rule::CurrentExecutionDerived,
+                            format!("{why}; the latest execution {exec} is used"),
+                        )),
+                        None if other.is_some() => decision
+                            .notes
+                            .push((Rule::DanglingLink, format!("{why}; dropped"))),
+                        None => {}
+                    }
+                    fallback
+                }
+            };
+            let current_live = decision
+                .current
+                .is_some_and(|e| exec_status[&e].0 == "executing");
+            let latest_failed = latest
+                .get(id)
+                .is_some_and(|(_, e)| exec_status[e].0 == "failed");
+            let raw = ctx.status.as_deref();
+            let norm = raw.map(|s| s.trim().to_ascii_lowercase());
+            let (status, note, legacy_failed) = match norm.as_deref() {
+                None => (
+                    "open",
+                    Some((Rule::StatusInferred, "status null: open".to_string())),
+                    false,
+                ),
+                Some("open") => ("open", mapped(raw, "open"), false),
+                Some("streaming" | "executing") if current_live => {
+                    ("streaming", mapped(raw, "streaming"), false)
+                }
+                Some("streaming" | "executing") => (
+                    "open",
+                    Some((
+                        Rule::StatusStale,
+                        format!(
+                            "status {:?} but no live current execution at now: open",
+                            raw.unwrap_or_default()
+                        ),
+                    )),
+                    false,
+                ),
+                Some("closed") => ("closed", mapped(raw, "closed"), false),
+                Some("failed") => (
+                    "open",
+                    Some((
+                        Rule::ContextStatusFailed,
+                        "status \"failed\" is not a context status: open, thread failed"
+                            .to_string(),
+                    )),
+                    true,
+                ),
+                Some(_) => (
+                    "open",
+                    Some((
+                        Rule::StatusInferred,
+                        format!("status {} unknown: open", show(raw)),
+                    )),
+                    false,
+                ),
+            };
+            decision.status = status;
+            decision.notes.extend(note);
+            decision.thread_status = if status == "streaming" {
+                "streaming"
+            } else if latest_failed || legacy_failed {
+                "failed"
+            } else if status == "closed" {
+                "closed"
+            } else {
+                "open"
+            };
+            decision.created = ctx_created[id].clone();
+        }
+
+        Join {
+            contexts: decisions,
+            exec_created,
+            exec_status,
+            exec_migrated,
+            exec_events: executions
+                .iter()
+                .map(|(id, e)| (*id, (e.trigger_text.clone(), e.reaction_text.clone())))
+                .collect(),
+            events: events
+                .into_iter()
+                .map(|(id, e)| (id, (e.exists, e.trigger_of, e.reaction_of)))
+                .collect(),
+            step_migrated,
+            step_status,
+            step_rank,
+        }
+    }
+}
+
+fn show(raw: Option<&str>) -> String {
+    match raw {
+        Some(raw) => format!("{raw:?}"),
+        None => "null".to_string(),
+    }
+}
+
+/// Reports a status that matched only after trimming, lower-casing or a synonym.
+fn mapped(raw: Option<&str>, canonical: &str) -> Option<(Rule, String)> {
+    match raw {
+        Some(raw) if raw != canonical => Some((
+            Rule::StatusMapped,
+            format!("status {raw:?} mapped to {canonical}"),
+        )),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Default)]
+struct ContextDecision {
+    created: (i64, Option<String>),
+    key: Option<String>,
+    thread_key: Option<String>,
+    thread_id: Uuid,
+    current: Option<Uuid>,
+    status: &'static str,
+    thread_status: &'static str,
+    notes: Vec<(Rule, String)>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pass 2
+
+/// The decisions of pass 1; maps each row on its own.
+#[derive(Debug)]
+pub struct Join {
+    contexts: HashMap<Uuid, ContextDecision>,
+    exec_created: HashMap<Uuid, (i64, Option<String>)>,
+    exec_status: HashMap<Uuid, (&'static str, Option<(Rule, String)>)>,
+    exec_migrated: HashSet<Uuid>,
+    exec_events: HashMap<Uuid, (Option<String>, Option<String>)>,
+    /// Events referenced by executions: (exists, trigger of, reaction of).
+    events: HashMap<Uuid, (bool, Vec<Uuid>, Vec<Uuid>)>,
+    step_migrated: HashSet<Uuid>,
+    step_status: HashMap<Uuid, (&'static str, Option<(Rule, String)>)>,
+    step_rank: HashMap<Uuid, i64>,
+}
+
+const ITEM_TYPES: &[(&str, &str)] = &[
+    ("user.message", "input_text"),
+    ("assistant.message", "output_text"),
+    ("system.message", "ekairos:system"),
+];
+const THREAD_ITEM_TYPES: &[&str] = &["input_text", "output_text", "ekairos:system"];
+
+impl Join {
+    /// The thread id of a migrated context.
+    pub fn thread_of(&self, context: &Uuid) -> Option<Uuid> {
+        self.contexts.get(context).map(|d| d.thread_id)
+    }
+
+    pub fn is_step_migrated(&self, step: &Uuid) -> bool {
+        self.step_migrated.contains(step)
+    }
+
+    /// `context_contexts` -> `thread_contexts` + `thread_threads`.
+    pub fn context(&self, row: LegacyContext) -> Emitted {
+        const NS: LegacyNamespace = LegacyNamespace::ContextContexts;
+        let mut out = Emitted::default();
+        out.issues(NS, row.id, &row.issues);
+        let Some(decision) = self.contexts.get(&row.id) else {
+            required_date(NS, &row.id, "createdAt", &row.created_at, None, &mut out);
+            return out;
+        };
+        let derived = decision
+            .created
+            .1
+            .clone()
+            .map(|from| (decision.created.0, from));
+        let Some(created) =
+            required_date(NS, &row.id, "createdAt", &row.created_at, derived, &mut out)
+        else {
+            return out;
+        };
+        let updated = optional_date(
+            NS,
+            &row.id as &dyn std::fmt::Display,
+            "updatedAt",
+            &row.updated_at,
+            &mut out,
+        );
+        for (rule, detail) in &decision.notes {
+            out.report(NS, row.id, *rule, detail.clone());
+        }
+        let name = row.content.as_ref().and_then(|content| {
+            #[derive(serde::Deserialize)]
+            struct Head {
+                title: Option<serde_json::Value>,
+            }
+            match serde_json::from_str::<Head>(content.get()) {
+                Ok(Head {
+                    title: Some(serde_json::Value::String(title)),
+                }) => Some(title),
+                _ => None,
+            }
+        });
+        out.rows.push(TargetRow::Thread(ThreadThreadRow {
+            id: decision.thread_id,
+            created_at: created.clone(),
+            updated_at: updated.clone(),
+            key: decision.thread_key.clone(),
+            name,
+            status: decision.thread_status.to_string(),
+        }));
+        out.rows.push(TargetRow::Context(ThreadContextRow {
+            id: row.id,
+            created_at: created,
+            updated_at: updated,
+            key: decision.key.clone(),
+            status: decision.status.to_string(),
+            content: row.content,
+        }));
+        out.link(
+            TargetNamespace::ThreadContexts,
+            row.id,
+            "thread",
+            decision.thread_id,
+        );
+        if let Some(current) = decision.current {
+            out.link(
+                TargetNamespace::ThreadContexts,
+                row.id,
+                "currentExecution",
+                current,
+            );
+        }
+        out
+    }
+
+    /// `story_executions` -> `thread_executions`.
+    pub fn execution(&self, row: LegacyExecution) -> Emitted {
+        const NS: LegacyNamespace = LegacyNamespace::StoryExecutions;
+        let mut out = Emitted::default();
+        let id = row.id;
+        out.issues(NS, id, &row.issues);
+        let mut notes = Vec::new();
+        let context = resolve_one(&row.context, "context", |rule, detail| {
+            notes.push((rule, detail))
+        });
+        for (rule, detail) in notes.drain(..) {
+            out.report(NS, id, rule, detail);
+        }
+        let Some(thread) = context.and_then(|c| self.thread_of(&c)) else {
+            let why = match context {
+                Some(c) => format!("context {c} is not a migrated context"),
+                None => "no context".to_string(),
+            };
+            out.report(NS, id, Rule::ExecutionWithoutContext, why);
+            return out;
+        };
+        let context = context.unwrap();
+        let derived = self
+            .exec_created
+            .get(&id)
+            .and_then(|(ms, from)| from.clone().map(|f| (*ms, f)));
+        let Some(created) = required_date(NS, &id, "createdAt", &row.created_at, derived, &mut out)
+        else {
+            return out;
+        };
+        let updated = optional_date(NS, &id, "updatedAt", &row.updated_at, &mut out);
+        let (status, note) = self
+            .exec_status
+            .get(&id)
+            .cloned()
+            .unwrap_or(("failed", None));
+        if let Some((rule, detail)) = note {
+            out.report(NS, id, rule, detail);
+        }
+        out.rows.push(TargetRow::Execution(ThreadExecutionRow {
+            id,
+            created_at: created,
+            updated_at: updated,
+            status: status.to_string(),
+            workflow_run_id: row.workflow_run_id,
+        }));
+        out.link(TargetNamespace::ThreadExecutions, id, "context", context);
+        out.link(TargetNamespace::ThreadExecutions, id, "thread", thread);
+        for (label, ids) in [("trigger", &row.trigger), ("reaction", &row.reaction)] {
+            let target = resolve_one(ids, label, |rule, detail| notes.push((rule, detail)));
+            if let Some(target) = target {
+                if self.events.get(&target).is_some_and(|e| e.0) {
+                    out.link(TargetNamespace::ThreadExecutions, id, label, target);
+                } else {
+                    notes.push((
+                        Rule::DanglingLink,
+                        format!("{label} {target}: no such context_events row; link dropped"),
+                    ));
+                }
+            }
+        }
+        for (rule, detail) in notes {
+            out.report(NS, id, rule, detail);
+        }
+        out
+    }
+
+    /// `story_steps` -> `thread_steps`.
+    pub fn step(&self, row: LegacyStep) -> Emitted {
+        const NS: LegacyNamespace = LegacyNamespace::StorySteps;
+        let mut out = Emitted::default();
+        let id = row.id;
+        out.issues(NS, id, &row.issues);
+        let (execution, notes) = step_execution(&row);
+        for (rule, detail) in notes {
+            out.report(NS, id, rule, detail);
+        }
+        let Some(execution) = execution.filter(|e| self.exec_migrated.contains(e)) else {
+            let why = match execution {
+                Some(e) => format!("execution {e} is not a migrated execution"),
+                None => "no execution link or executionId".to_string(),
+            };
+            out.report(NS, id, Rule::StepWithoutExecution, why);
+            return out;
+        };
+        let event_id = match row.event_id.clone() {
+            Some(event) => event,
+            None => {
+                let (trigger, reaction) = self
+                    .exec_events
+                    .get(&execution)
+                    .cloned()
+                    .unwrap_or_default();
+                match (reaction, trigger) {
+                    (Some(reaction), _) => {
+                        out.report(
+                            NS,
+                            id,
+                            Rule::EventIdDerived,
+                            format!(
+                                "eventId missing; the execution's reaction id {reaction} is used"
+                            ),
+                        );
+                        reaction
+                    }
+                    (None, Some(trigger)) => {
+                        out.report(NS, id, Rule::EventIdDerived, format!("eventId missing; the execution has no reaction, its trigger id {trigger} is used"));
+                        trigger
+                    }
+                    (None, None) => {
+                        out.report(
+                            NS,
+                            id,
+                            Rule::StepEventIdMissing,
+                            "eventId missing and the execution has no reaction or trigger id",
+                        );
+                        return out;
+                    }
+                }
+            }
+        };
+        let derived = self
+            .exec_created
+            .get(&execution)
+            .map(|(ms, _)| (*ms, "the execution's createdAt".to_string()));
+        let Some(created) = required_date(NS, &id, "createdAt", &row.created_at, derived, &mut out)
+        else {
+            return out;
+        };
+        let updated = optional_date(NS, &id, "updatedAt", &row.updated_at, &mut out);
+        let iteration = match row.iteration {
+            Some(iteration) => iteration,
+            None => {
+                let rank = self.step_rank.get(&id).copied().unwrap_or(0);
+                out.report(
+                    NS,
+                    id,
+                    Rule::IterationDerived,
+                    format!("iteration missing; {rank} (rank by createdAt within the execution)"),
+                );
+                rank
+            }
+        };
+        let (status, note) = self
+            .step_status
+            .get(&id)
+            .cloned()
+            .unwrap_or(("failed", None));
+        if let Some((rule, detail)) = note {
+            out.report(NS, id, rule, detail);
+        }
+        out.rows.push(TargetRow::Step(ThreadStepRow {
+            id,
+            created_at: created,
+            updated_at: updated,
+            status: status.to_string(),
+            iteration,
+            execution_id: execution,
+            trigger_event_id: row.trigger_event_id,
+            reaction_event_id: row.reaction_event_id,
+            event_id,
+            tool_calls: row.tool_calls,
+            tool_execution_results: row.tool_execution_results,
+            continue_loop: row.continue_loop,
+            error_text: row.error_text,
+        }));
+        out.link(TargetNamespace::ThreadSteps, id, "execution", execution);
+        out
+    }
+
+    /// `context_events` -> `thread_items`.
+    pub fn event(&self, row: LegacyEvent) -> Emitted {
+        const NS: LegacyNamespace = LegacyNamespace::ContextEvents;
+        let mut out = Emitted::default();
+        let id = row.id;
+        out.issues(NS, id, &row.issues);
+        let refs = self.events.get(&id);
+        // createdAt: own, else the execution that triggered or answered with it.
+        let derived = refs
+            .and_then(|(_, triggers, reactions)| {
+                triggers
+                    .iter()
+                    .chain(reactions)
+                    .filter_map(|e| self.exec_created.get(e).map(|c| (c.0, *e)))
+                    .min()
+            })
+            .map(|(ms, exec)| (ms, format!("execution {exec}'s createdAt")));
+        let Some(created) = required_date(NS, &id, "createdAt", &row.created_at, derived, &mut out)
+        else {
+            return out;
+        };
+        let channel = match row.channel.as_deref().map(str::trim) {
+            Some(channel) if !channel.is_empty() => row.channel.clone().unwrap(),
+            _ => {
+                out.report(NS, id, Rule::ChannelDefaulted, "channel missing: web");
+                "web".to_string()
+            }
+        };
+        let kind = match row.kind.as_deref() {
+            Some(kind) => match ITEM_TYPES.iter().find(|(old, _)| *old == kind) {
+                Some((_, new)) => Some(new.to_string()),
+                None => {
+                    if !THREAD_ITEM_TYPES.contains(&kind) {
+                        out.report(
+                            NS,
+                            id,
+                            Rule::ItemTypeUnknown,
+                            format!("type {kind:?} unknown: kept"),
+                        );
+                    }
+                    Some(kind.to_string())
+                }
+            },
+            None => {
+                out.report(NS, id, Rule::ItemTypeUnknown, "no type: none written");
+                None
+            }
+        };
+        let reaction_of_completed = refs.is_some_and(|(_, _, reactions)| {
+            reactions
+                .iter()
+                .any(|e| self.exec_status.get(e).is_some_and(|s| s.0 == "completed"))
+        });
+        let status = match row.status.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
+            Some(s) if matches!(s.as_str(), "stored" | "pending" | "completed") => {
+                if let Some((rule, detail)) = mapped(row.status.as_deref(), &s) {
+                    out.report(NS, id, rule, detail);
+                }
+                Some(s)
+            }
+            other => {
+                let status = if reaction_of_completed {
+                    "completed"
+                } else {
+                    "stored"
+                };
+                let was = match &other {
+                    Some(_) => show(row.status.as_deref()),
+                    None => "null".to_string(),
+                };
+                out.report(
+                    NS,
+                    id,
+                    Rule::StatusInferred,
+                    format!("status {was} inferred {status}"),
+                );
+                Some(status.to_string())
+            }
+        };
+        out.rows.push(TargetRow::Item(ThreadItemRow {
+            id,
+            channel,
+            created_at: created,
+            kind,
+            content: row.content,
+            status,
+        }));
+        const ITEMS: TargetNamespace = TargetNamespace::ThreadItems;
+        let mut notes = Vec::new();
+        match resolve_one(&row.context, "context", |rule, detail| notes.push((rule, detail))) {
+            Some(context) => match self.thread_of(&context) {
+                Some(thread) => {
+                    out.link(ITEMS, id, "context", context);
+                    out.link(ITEMS, id, "thread", thread);
+                }
+                None => notes.push((Rule::DanglingLink, format!("context {context}: not a migrated context; context and thread links dropped"))),
+            },
+            None => notes.push((Rule::EventWithoutContext, "no context: migrated without context and thread links".to_string())),
+        }
+        match resolve_one(&row.execution, "execution", |rule, detail| {
+            notes.push((rule, detail))
+        }) {
+            Some(exec) if self.exec_migrated.contains(&exec) => {
+                out.link(ITEMS, id, "execution", exec)
+            }
+            Some(exec) => notes.push((
+                Rule::DanglingLink,
+                format!("execution {exec}: not a migrated execution; link dropped"),
+            )),
+            None => {
+                // Derived: the one migrated execution this item answers, else the one it triggered.
+                if let Some((_, triggers, reactions)) = refs {
+                    let pick = |list: &Vec<Uuid>| {
+                        let migrated: Vec<&Uuid> = list
+                            .iter()
+                            .filter(|e| self.exec_migrated.contains(e))
+                            .collect();
+                        (migrated.len() == 1).then(|| *migrated[0])
+                    };
+                    if let Some(exec) = pick(reactions).or_else(|| pick(triggers)) {
+                        out.link(ITEMS, id, "execution", exec);
+                    }
+                }
+            }
+        }
+        for (label, ids) in [
+            ("whatsappMessages", &row.whatsapp_messages),
+            ("emails", &row.emails),
+        ] {
+            let mut targets = Vec::new();
+            for text in ids {
+                match parse_uuid(text) {
+                    Some((target, _)) => targets.push(target),
+                    None => notes.push((
+                        Rule::LinkInvalidId,
+                        format!("{label} {text:?} is not a UUID; link dropped"),
+                    )),
+                }
+            }
+            targets.sort();
+            targets.dedup();
+            for target in targets {
+                out.link(ITEMS, id, label, target);
+            }
+        }
+        for (rule, detail) in notes {
+            out.report(NS, id, rule, detail);
+        }
+        out
+    }
+
+    /// `story_parts` -> `thread_parts` (before the key de-duplication, which needs all parts
+    /// of a key together and is done by the caller on [`ThreadPartRow::key`]).
+    pub fn part(&self, row: LegacyPart, ordinal: u64) -> Emitted {
+        const NS: LegacyNamespace = LegacyNamespace::StoryParts;
+        let mut out = Emitted::default();
+        let report_id = row
+            .id
+            .map(|id| id.to_string())
+            .unwrap_or_else(|| format!("#{ordinal}"));
+        out.issues(NS, &report_id, &row.issues);
+        let mut notes = Vec::new();
+        let link = resolve_one(&row.step, "step", |rule, detail| notes.push((rule, detail)));
+        let attr = row
+            .step_id
+            .as_deref()
+            .and_then(parse_uuid)
+            .map(|(id, _)| id);
+        let step = match (link, attr) {
+            (Some(link), Some(attr)) if link != attr => {
+                notes.push((
+                    Rule::StepIdMismatch,
+                    format!("stepId {attr} differs from the step link {link}; the link wins"),
+                ));
+                Some(link)
+            }
+            (Some(link), _) => Some(link),
+            (None, Some(attr)) => {
+                notes.push((
+                    Rule::LinkFromAttribute,
+                    format!("no step link; step {attr} taken from stepId"),
+                ));
+                Some(attr)
+            }
+            (None, None) => None,
+        };
+        for (rule, detail) in notes {
+            out.report(NS, &report_id, rule, detail);
+        }
+        let Some(step) = step.filter(|s| self.step_migrated.contains(s)) else {
+            let why = match (step, &row.step_id) {
+                (Some(s), _) => format!("step {s} is not a migrated step"),
+                (None, Some(text)) => format!("no step link and stepId {text:?} is not a UUID"),
+                (None, None) => "no step link or stepId".to_string(),
+            };
+            out.report(NS, &report_id, Rule::PartWithoutStep, why);
+            return out;
+        };
+        let idx = match row.idx {
+            Some(idx) if idx >= 0 => idx,
+            Some(idx) => {
+                out.report(
+                    NS,
+                    &report_id,
+                    Rule::PartIdxInvalid,
+                    format!("idx {idx} is negative"),
+                );
+                return out;
+            }
+            None => {
+                out.report(
+                    NS,
+                    &report_id,
+                    Rule::PartIdxInvalid,
+                    "idx missing or not an integer",
+                );
+                return out;
+            }
+        };
+        let key = format!("{step}:{idx}");
+        match &row.key {
+            Some(legacy) if *legacy == key => {}
+            Some(legacy) => out.report(
+                NS,
+                &report_id,
+                Rule::PartKeyRecomputed,
+                format!("key {legacy:?} recomputed as {key}"),
+            ),
+            None => out.report(
+                NS,
+                &report_id,
+                Rule::PartKeyRecomputed,
+                format!("no key; {key}"),
+            ),
+        }
+        let id = match row.id {
+            Some(id) => id,
+            None => {
+                let id = derived_part_id(&key);
+                out.report(
+                    NS,
+                    &report_id,
+                    Rule::PartIdDerived,
+                    format!("no id; {id} derived from the key"),
+                );
+                id
+            }
+        };
+        if row.part.is_none() {
+            out.report(
+                NS,
+                &report_id,
+                Rule::PartPayloadMissing,
+                "part missing: the row is migrated without it",
+            );
+        }
+        let updated = optional_date(NS, &report_id, "updatedAt", &row.updated_at, &mut out);
+        out.rows.push(TargetRow::Part(ThreadPartRow {
+            id,
+            key,
+            step_id: step,
+            idx,
+            kind: row.kind.or(row.part_type),
+            part: row.part,
+            updated_at: updated,
+        }));
+        out.link(TargetNamespace::ThreadParts, id, "step", step);
+        out
+    }
+}
