@@ -995,14 +995,17 @@ impl<'c> Engine<'c> {
     /// `validate-mode`: `create` must not find the entity, `update` (upsert false) must.
     fn validate_mode(&self, groups: &[(usize, Vec<Op>)]) -> Res<()> {
         let checked = || {
-            groups.iter().flat_map(|(_, group)| group).filter_map(|op| match op {
-                Op::Add { e, a, mode, .. } | Op::Merge { e, a, mode, .. }
-                    if matches!(mode, Mode::Create | Mode::Update) =>
-                {
-                    Some((op, e, *a, *mode))
-                }
-                _ => None,
-            })
+            groups
+                .iter()
+                .flat_map(|(_, group)| group)
+                .filter_map(|op| match op {
+                    Op::Add { e, a, mode, .. } | Op::Merge { e, a, mode, .. }
+                        if matches!(mode, Mode::Create | Mode::Update) =>
+                    {
+                        Some((op, e, *a, *mode))
+                    }
+                    _ => None,
+                })
         };
         // The entities given by id are looked up together, per namespace.
         let mut ids_by_etype: FxHashMap<&str, Vec<&str>> = FxHashMap::default();
@@ -1356,7 +1359,7 @@ impl<'c> Engine<'c> {
         let is_kept = |position: usize, entity: &str, a: usize, card_one: bool| {
             !card_one || last.get(&(entity, a)) == Some(&position)
         };
-        // The entity rows go in first, together: rows are only read by later groups, and
+        // The entity rows go in first, in one batch: nothing in this group reads them, and
         // which ids the group creates decides how their triples are written.
         let id_writes: Vec<(&str, &str)> = triples
             .iter()

@@ -1,14 +1,13 @@
-//! Batched SQL for the write path. A transact of a few hundred entities used to run several
-//! statements per entity, and per-statement overhead (B-tree descents, binding, VDBE setup)
-//! was most of its cost. Here:
-//! - [`PendingInserts`] buffers rows that are known not to collide with anything but an
-//!   identical row, and writes them as multi-row `INSERT OR IGNORE`s, sorted by primary key so
-//!   that consecutive rows land on neighbouring B-tree pages;
-//! - [`IdProbe`] answers existence questions for many entity ids with one query per chunk.
+//! Batched SQL for the write path, so that a transact of many entities runs a few statements
+//! per batch instead of several per entity:
+//! - [`PendingInserts`] buffers `INSERT OR IGNORE` rows and writes them as multi-row
+//!   statements, sorted by primary key so that consecutive rows land on neighbouring B-tree
+//!   pages (rows with equal keys are identical, so their order does not matter);
+//! - [`insert_entities`] inserts entity rows and tells which ones are new;
+//! - [`IdProbe`] answers an existence question for many entity ids with one query per chunk.
 //!
 //! The engine writes the pending rows out before any other statement runs, so every read sees
 //! the same data as if each row had been inserted on its own.
-
 
 use rusqlite::{Connection, Result, Row, Statement, ToSql};
 use rustc_hash::FxHashSet;
@@ -337,8 +336,14 @@ mod tests {
         assert_eq!(created, [("items".to_string(), "id-900".to_string())]);
         assert!(pending.is_empty());
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
-        assert_eq!(count("SELECT count(*) FROM entities WHERE app_pk = 1 AND created_at = 99"), 75);
-        assert_eq!(count("SELECT count(*) FROM triples WHERE app_pk = 1 AND attr_pk = 7"), 74);
+        assert_eq!(
+            count("SELECT count(*) FROM entities WHERE app_pk = 1 AND created_at = 99"),
+            75
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM triples WHERE app_pk = 1 AND attr_pk = 7"),
+            74
+        );
         assert_eq!(count("SELECT count(*) FROM triples WHERE av = 1"), 37);
         assert_eq!(
             count("SELECT count(*) FROM triples WHERE entity_id = 'id-073' AND value = '\"v73\"'"),

@@ -510,7 +510,13 @@ fn cardinality_one_keeps_the_last_write_of_a_transaction() {
 #[test]
 fn entities_holding_triples_before_their_row_keep_one_value_per_attribute() {
     let f = fixture();
-    f.link_attr("books", "owner", "people", "books", json!({"cardinality": "one"}));
+    f.link_attr(
+        "books",
+        "owner",
+        "people",
+        "books",
+        json!({"cardinality": "one"}),
+    );
     // A link gives book 1 a triple but no entity row.
     f.ok(json!([["link", "books", id(1), {"owner": id(7)}]]));
     assert_eq!(f.count("entities"), 0);
@@ -528,7 +534,10 @@ fn entities_holding_triples_before_their_row_keep_one_value_per_attribute() {
         #02 id
         #02 owner "#07"
         #02 title "b""##]]
-    .assert_eq(&f.dump("books").replace("00000000-0000-4000-8000-0000000000", "#"));
+    .assert_eq(
+        &f.dump("books")
+            .replace("00000000-0000-4000-8000-0000000000", "#"),
+    );
 }
 
 #[test]

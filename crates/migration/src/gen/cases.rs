@@ -115,12 +115,12 @@ cases! {
         "two story_parts of one step with the same idx (stale legacy key on one): recomputed keys collide; keep the newest updatedAt";
     ContextKeyCaseVariant = "context_key_case_variant", "duplicate_keys", Context, 0.001, Migrate, "context_key_near_duplicate", true,
         "two context keys differing only by case or surrounding whitespace: both kept, verbatim";
-    ContextKeyEqualsContextId = "context_key_equals_context_id", "duplicate_keys", Context, 0.001, Repaired, "thread_key_conflict", true,
-        "a context's key equals the id of a keyless context, whose thread key would be that same id";
+    ContextKeyEqualsContextId = "context_key_equals_context_id", "duplicate_keys", Context, 0.001, Repaired, "key_conflict", true,
+        "a context's key equals the id of a keyless context, whose thread key would be that same id (the case's first id is the keyless context)";
     PreexistingThreadKey = "preexisting_thread_key", "duplicate_keys", Context, 0.001, Noted, "existing_thread_reused", true,
         "a thread_threads row already holds a context's key (runtime self-heal): its id is reused";
-    PreexistingThreadContextKey = "preexisting_thread_context_key", "duplicate_keys", Context, 0.001, Dropped, "thread_context_key_conflict", true,
-        "a thread_contexts row with another id already holds a context's key (runtime self-heal)";
+    PreexistingThreadContextKey = "preexisting_thread_context_key", "duplicate_keys", Context, 0.001, Noted, "thread_context_key_conflict", true,
+        "a thread_contexts row with another id already holds a context's key (runtime self-heal): migrating the context as is collides on the unique key at apply";
     // id problems
     IdUppercase = "id_uppercase", "id_problems", Event, 0.002, Repaired, "id_normalised", false,
         "entity id written in upper case (links name it in lower case)";
@@ -193,7 +193,7 @@ cases! {
     UnicodeNul = "unicode_nul", "unicode", Event, 0.002, Migrate, "content_verbatim", false,
         "text containing U+0000 (InstantDB refuses null bytes: files only)";
     LoneSurrogate = "lone_surrogate", "unicode", Event, 0.001, Repaired, "invalid_unicode_replaced", false,
-        "text containing a lone surrogate escape `\\ud800` (valid JSON text, not valid Unicode)";
+        "text containing a lone surrogate escape `\\ud800` (valid JSON text, not valid Unicode; Postgres jsonb refuses it, so a verbatim copy fails at apply)";
     // semantic
     TriggerShared = "trigger_shared", "semantic", Execution, 0.01, Migrate, "item_execution_ambiguous", true,
         "one item is the trigger of several executions (retried turn)";

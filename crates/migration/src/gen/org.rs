@@ -85,7 +85,6 @@ pub struct OrgGen<'a> {
 struct Turn {
     exec_id: String,
     trigger_id: Option<String>,
-    created: i64,
 }
 
 impl<'a> OrgGen<'a> {
@@ -405,7 +404,7 @@ impl<'a> OrgGen<'a> {
                 self.record(
                     CaseKind::ContextKeyEqualsContextId,
                     Ns::ContextContexts,
-                    vec![ctx_id.clone(), other.clone()],
+                    vec![other.clone(), ctx_id.clone()],
                     json!({"key": other, "keyedContext": ctx_id, "keylessContext": other}),
                 )?;
             }
@@ -521,14 +520,26 @@ impl<'a> OrgGen<'a> {
         }
         // The context row, last: its currentExecution and updatedAt are known now.
         let mut row = RowB::new(&ctx_id);
-        let attr_case = self.draw(&[
-            CaseKind::CreatedAtMissing,
-            CaseKind::StatusNull,
-            CaseKind::StatusStaleRunning,
-            CaseKind::ContentNull,
-            CaseKind::LeftoverContextType,
-            CaseKind::DateEpochSeconds,
-        ]);
+        // A context without events or executions has nothing to derive createdAt from: its
+        // date cases would turn into a reject, a different case.
+        let attr_candidates: &[CaseKind] = if empty {
+            &[
+                CaseKind::StatusNull,
+                CaseKind::StatusStaleRunning,
+                CaseKind::ContentNull,
+                CaseKind::LeftoverContextType,
+            ]
+        } else {
+            &[
+                CaseKind::CreatedAtMissing,
+                CaseKind::StatusNull,
+                CaseKind::StatusStaleRunning,
+                CaseKind::ContentNull,
+                CaseKind::LeftoverContextType,
+                CaseKind::DateEpochSeconds,
+            ]
+        };
+        let attr_case = self.draw(attr_candidates);
         if let Some(value) = self.date_value(attr_case, created) {
             row.set("createdAt", value);
         }
@@ -616,17 +627,16 @@ impl<'a> OrgGen<'a> {
                 }}),
             )?;
         }
-        match link_case {
-            Some(kind @ (CaseKind::CurrentExecutionDangling | CaseKind::CurrentExecutionStale)) => {
-                let latest = turns.last().map(|turn| turn.exec_id.clone());
-                self.record(
-                    kind,
-                    Ns::ContextContexts,
-                    vec![ctx_id.clone()],
-                    json!({"currentExecution": current, "latestExecution": latest}),
-                )?;
-            }
-            _ => {}
+        if let Some(kind @ (CaseKind::CurrentExecutionDangling | CaseKind::CurrentExecutionStale)) =
+            link_case
+        {
+            let latest = turns.last().map(|turn| turn.exec_id.clone());
+            self.record(
+                kind,
+                Ns::ContextContexts,
+                vec![ctx_id.clone()],
+                json!({"currentExecution": current, "latestExecution": latest}),
+            )?;
         }
         if empty {
             self.record(
@@ -986,9 +996,7 @@ impl<'a> OrgGen<'a> {
         let reaction_dangling = case == Some(CaseKind::ExecutionReactionDangling);
         let reaction_id = self.uuid();
         // Steps.
-        let (n_steps, capped) = if case == Some(CaseKind::ItemManyParts) {
-            (1, false)
-        } else if reaction_dangling {
+        let (n_steps, capped) = if case == Some(CaseKind::ItemManyParts) || reaction_dangling {
             (1, false)
         } else {
             let n = 1 + self.rng.geometric(0.45);
@@ -1069,7 +1077,7 @@ impl<'a> OrgGen<'a> {
                 && last
             {
                 json!("running")
-            } else if (exec_failed && last) || capped && last {
+            } else if (exec_failed || capped) && last {
                 json!("failed")
             } else {
                 json!("completed")
@@ -1258,7 +1266,7 @@ impl<'a> OrgGen<'a> {
                     CaseKind::PartIdxDuplicate => (
                         step_id.clone(),
                         0,
-                        format!("{step_id}:{}", idx + 100),
+                        format!("{step_id}:{}", idx + 2_000_000),
                         true,
                         step_updated - HOUR,
                     ),
@@ -1300,11 +1308,10 @@ impl<'a> OrgGen<'a> {
         // Reaction.
         let end = t;
         if !reaction_dangling {
-            let status = if case == Some(CaseKind::ReactionStuckPending) {
-                "pending"
-            } else if exec_status
-                .as_str()
-                .is_some_and(|s| s == "executing" || s == "running")
+            let status = if case == Some(CaseKind::ReactionStuckPending)
+                || exec_status
+                    .as_str()
+                    .is_some_and(|s| s == "executing" || s == "running")
             {
                 "pending"
             } else {
@@ -1433,7 +1440,6 @@ impl<'a> OrgGen<'a> {
             } else {
                 trigger_id
             },
-            created: t0,
         })
     }
 
@@ -1460,7 +1466,7 @@ impl<'a> OrgGen<'a> {
         let case = self.draw(&candidates);
         let mut row = RowB::new(id);
         let key = if case == Some(CaseKind::PartKeyMismatch) {
-            format!("{step_id}:{}", idx + 1000)
+            format!("{step_id}:{}", idx + 1_000_000)
         } else {
             format!("{step_id}:{idx}")
         };
@@ -1514,9 +1520,4 @@ impl<'a> OrgGen<'a> {
         }
         Ok(())
     }
-}
-
-#[allow(dead_code)]
-fn _unused(turn: &Turn) -> i64 {
-    turn.created
 }

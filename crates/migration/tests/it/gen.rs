@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use instant_api::{AppAuth, InstantApi, QueryRequest};
+use instant_api::{AppAuth, InstantApi, QueryRequest, SchemaPushRequest};
 use instant_local::engine::LocalEngine;
 use instant_local::store::{OrgCredentials, OrgRecord};
+use instant_schema::BuiltinSchema;
 use migration::gen::{
     generate, CaseKind, EngineTarget, FileFormat, GenConfig, GenReport, OrgRegistration, OrgRole,
     Preset, Targets,
@@ -303,6 +304,50 @@ fn workspace_rows_read_back_match_the_manifest() {
             .unwrap()
             .unwrap();
         let auth = AppAuth::new(&app_id, token);
+        // Pushing thread V1 collides only in the schema-conflict org.
+        let thread_v1 = BuiltinSchema::ThreadV1.load().unwrap().dsl().to_dsl_json();
+        let plan = engine.schema_plan(
+            &auth,
+            &SchemaPushRequest {
+                schema: thread_v1,
+                check_types: true,
+                supports_background_updates: true,
+            },
+        );
+        match summary.plan.role {
+            OrgRole::SchemaConflict => {
+                let error = plan.unwrap_err();
+                assert!(
+                    error
+                        .message
+                        .contains("thread_contexts->thread: Duplicate entry"),
+                    "{error}"
+                );
+            }
+            _ => assert!(plan.is_ok(), "{}: {:?}", summary.plan.slug, plan.err()),
+        }
+        if summary.plan.role == OrgRole::ConversationOrphan {
+            let case = &org["cases"][0];
+            assert_eq!(case["kind"], "conversation_history_orphan");
+            let key = case["detail"]["contextKey"].as_str().unwrap();
+            let found = engine
+                .query(
+                    &auth,
+                    &QueryRequest {
+                        query: json!({"context_contexts": {"$": {"where": {"key": key}}}}),
+                        inference: false,
+                    },
+                )
+                .unwrap();
+            assert_eq!(found["context_contexts"], json!([]));
+            let messages = engine
+                .query(&auth, &QueryRequest { query: json!({"whatsapp_messages": {"$": {"where": {"conversation": case["detail"]["conversation"]}}}}), inference: false })
+                .unwrap();
+            assert_eq!(
+                messages["whatsapp_messages"].as_array().unwrap().len() as u64,
+                case["detail"]["messages"].as_u64().unwrap()
+            );
+        }
         for (ns, count) in org["rows"].as_object().unwrap() {
             let result = engine
                 .query(

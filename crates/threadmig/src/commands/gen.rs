@@ -4,7 +4,6 @@
 //! summary.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -78,7 +77,9 @@ pub fn run(args: GenArgs, json: bool) -> anyhow::Result<Outcome> {
             );
         }
     };
-    let report = generate(&config, &mut targets, &mut progress)?;
+    // The error names the file or org and ends with its cause: no second copy of the chain.
+    let report = generate(&config, &mut targets, &mut progress)
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
     if show {
         eprintln!();
     }
@@ -195,6 +196,5 @@ fn config(args: &GenArgs) -> anyhow::Result<GenConfig> {
     config
         .validate()
         .map_err(|error| anyhow::anyhow!("{error}"))?;
-    let _: Option<PathBuf> = None;
     Ok(config)
 }
