@@ -1,7 +1,7 @@
 //! Integration tests of the migration crate: the transform rules on small hand-written
 //! datasets, the row accounting invariant, determinism, and malformed input.
 
+mod gen;
+mod io_input;
 mod support;
 mod transform_rules;
-mod io_input;
-mod gen;

@@ -381,7 +381,11 @@ fn org_credentials_come_from_the_embedded_workspace() {
     let workspace = dir.join("ws");
     let engine = LocalEngine::open(&workspace).unwrap();
     let app = engine
-        .create_ephemeral_app(&EphemeralAppRequest { title: "acme".into(), schema: None, rules: None })
+        .create_ephemeral_app(&EphemeralAppRequest {
+            title: "acme".into(),
+            schema: None,
+            rules: None,
+        })
         .unwrap()
         .app;
     for (org_id, credentials) in [
@@ -399,11 +403,33 @@ fn org_credentials_come_from_the_embedded_workspace() {
             })
             .unwrap();
     }
-    let server = spawn(Arc::new(engine), ServerConfig { log: RequestLog::Off, ..ServerConfig::default() }).unwrap();
+    let server = spawn(
+        Arc::new(engine),
+        ServerConfig {
+            log: RequestLog::Off,
+            ..ServerConfig::default()
+        },
+    )
+    .unwrap();
     let run = |org: &str| {
         Command::new(env!("CARGO_BIN_EXE_threadmig"))
-            .args(["--json", "schema", "plan", "--app-id", &app.id, "--schema-file", "builtin:thread-v1"])
-            .args(["--instant-api-uri", &server.url(), "--org", org, "--workspace", workspace.to_str().unwrap()])
+            .args([
+                "--json",
+                "schema",
+                "plan",
+                "--app-id",
+                &app.id,
+                "--schema-file",
+                "builtin:thread-v1",
+            ])
+            .args([
+                "--instant-api-uri",
+                &server.url(),
+                "--org",
+                org,
+                "--workspace",
+                workspace.to_str().unwrap(),
+            ])
             .args(["--out", "plan.json", "--instructions-out", "plan.md"])
             .env_remove("CLERK_SECRET_KEY")
             .current_dir(&dir)
@@ -411,8 +437,16 @@ fn org_credentials_come_from_the_embedded_workspace() {
             .unwrap()
     };
     let output = run("org_acme");
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(read_json(&dir.join("plan.json"))["meta"]["tokenSource"], "org-directory");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        read_json(&dir.join("plan.json"))["meta"]["tokenSource"],
+        "org-directory"
+    );
 
     let output = run("org_nocreds");
     let stderr = String::from_utf8_lossy(&output.stderr);
