@@ -324,7 +324,6 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
         })?;
         sink.summary.input.insert(src.name.clone(), count);
     }
-    drop(sink);
 
     let links_path = out_dir.join("links.ndjson");
     let mut file = AtomicFile::create(&links_path).map_err(out_err(&links_path))?;

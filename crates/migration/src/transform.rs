@@ -505,7 +505,7 @@ impl JoinBuilder {
             .collect();
 
         // 4. Execution statuses.
-        let mut exec_status: HashMap<Uuid, (&'static str, Option<(Rule, String)>)> = HashMap::new();
+        let mut exec_status: HashMap<Uuid, StatusDecision> = HashMap::new();
         for (id, exec) in &executions {
             let raw = exec.status.as_deref();
             let decided = match classify_run(raw) {
@@ -570,7 +570,7 @@ impl JoinBuilder {
                 step_rank.insert(*id, rank as i64);
             }
         }
-        let mut step_status: HashMap<Uuid, (&'static str, Option<(Rule, String)>)> = HashMap::new();
+        let mut step_status: HashMap<Uuid, StatusDecision> = HashMap::new();
         for (id, step) in &steps {
             let Some(exec) = step.execution else { continue };
             let exec_final = exec_status.get(&exec).map(|s| s.0).unwrap_or("failed");
@@ -829,17 +829,21 @@ struct ContextDecision {
 // Pass 2
 
 /// The decisions of pass 1; maps each row on its own.
+/// A normalised status and, when normalising changed or inferred it, the rule and detail to
+/// report.
+type StatusDecision = (&'static str, Option<(Rule, String)>);
+
 #[derive(Debug)]
 pub struct Join {
     contexts: HashMap<Uuid, ContextDecision>,
     exec_created: HashMap<Uuid, (i64, Option<String>)>,
-    exec_status: HashMap<Uuid, (&'static str, Option<(Rule, String)>)>,
+    exec_status: HashMap<Uuid, StatusDecision>,
     exec_migrated: HashSet<Uuid>,
     exec_events: HashMap<Uuid, (Option<String>, Option<String>)>,
     /// Events referenced by executions: (exists, trigger of, reaction of).
     events: HashMap<Uuid, (bool, Vec<Uuid>, Vec<Uuid>)>,
     step_migrated: HashSet<Uuid>,
-    step_status: HashMap<Uuid, (&'static str, Option<(Rule, String)>)>,
+    step_status: HashMap<Uuid, StatusDecision>,
     step_rank: HashMap<Uuid, i64>,
 }
 
