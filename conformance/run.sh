@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 if [ -z "${THREADMIG_BIN:-}" ]; then
   cargo build -p threadmig --locked
-  export THREADMIG_BIN="target/debug/threadmig"
+  # Where cargo put it: CARGO_TARGET_DIR when set, else ./target.
+  export THREADMIG_BIN="${CARGO_TARGET_DIR:-target}/debug/threadmig"
 fi
 
 # TAP whatever the terminal: one line per case, failure diagnostics, and the closing
