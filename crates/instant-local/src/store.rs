@@ -5,12 +5,19 @@
 //! - `apps`: one row per app, with its admin token.
 //! - `attrs`: the attribute catalogue (blob/ref, cardinality, unique, indexed, required, checked
 //!   data type, on-delete), soft-deleted with `deleted_at`.
+//! - `entity_keys`: one integer key (`entity_pk`) per entity id (UUID) of an app, assigned in
+//!   insertion order. `entities` and `triples` are keyed by it rather than by the UUID, so a
+//!   new entity's rows are appended to the B-trees instead of landing on random pages; only
+//!   this table's `(app_pk, entity_id)` index takes random inserts. Keys are never removed: an
+//!   entity exists through its `entities` row or its triples, never through its key alone.
 //! - `entities`: one row per entity of a namespace. Instant stores an entity's existence as its
 //!   `id` triple; here that triple is this row, and its `created_at` is `serverCreatedAt`, so the
-//!   default order (`serverCreatedAt`, then id) is an index scan.
+//!   default order (`serverCreatedAt`, then id) is a scan of the `entities_created` index, which
+//!   holds the id itself so that ties keep the UUID order.
 //! - `triples`: every other value, `value` being the JSON text (`null` for a stored null), with
 //!   `num` (numbers, and dates as epoch ms) for comparisons and ordering, and `ref_id` (the
-//!   target of a link) for reverse traversal. `av` is 1 on the triples of unique or indexed
+//!   target id of a link, as text: a link may point at an entity that does not exist yet) for
+//!   reverse traversal through `triples_by_ref`. `av` is 1 on the triples of unique or indexed
 //!   data attributes, and only those are in the value indexes, as only those are in Instant's
 //!   `av` index: value-index inserts are most of the cost of a write, and the other attributes
 //!   are never looked up by value through an index (where-clauses on them scan the namespace).
@@ -29,11 +36,17 @@ use instant_schema::{AttrKind, Cardinality, Identity, ServerAttr};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 
+/// Prepared statements kept per connection: the batched write statements come in a few sizes
+/// each, next to the engine's other statements.
+const STATEMENT_CACHE_CAPACITY: usize = 128;
+
 /// The workspace database file inside a workspace directory.
 pub const DATABASE_FILE: &str = "instant.sqlite3";
 
 /// Bumped when [`SCHEMA_SQL`] changes incompatibly; a workspace of another version is refused.
-pub const FORMAT_VERSION: &str = "2";
+/// There is no in-place upgrade yet: a workspace of an older format is refused with
+/// [`StoreError::Format`] and has to be recreated (format 3 introduced integer entity keys).
+pub const FORMAT_VERSION: &str = "3";
 
 pub const SCHEMA_SQL: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -87,26 +100,34 @@ CREATE UNIQUE INDEX IF NOT EXISTS attrs_reverse
   ON attrs (app_pk, reverse_etype, reverse_label)
   WHERE reverse_etype IS NOT NULL AND deleted_at IS NULL;
 
+CREATE TABLE IF NOT EXISTS entity_keys (
+  entity_pk INTEGER PRIMARY KEY,
+  app_pk INTEGER NOT NULL,
+  entity_id TEXT NOT NULL,
+  UNIQUE (app_pk, entity_id)
+);
+
 CREATE TABLE IF NOT EXISTS entities (
   app_pk INTEGER NOT NULL,
   etype TEXT NOT NULL,
+  entity_pk INTEGER NOT NULL,
   entity_id TEXT NOT NULL,
   created_at INTEGER NOT NULL,
-  PRIMARY KEY (app_pk, etype, entity_id)
+  PRIMARY KEY (app_pk, etype, entity_pk)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entities_created
   ON entities (app_pk, etype, created_at, entity_id);
 
 CREATE TABLE IF NOT EXISTS triples (
   app_pk INTEGER NOT NULL,
-  entity_id TEXT NOT NULL,
+  entity_pk INTEGER NOT NULL,
   attr_pk INTEGER NOT NULL,
   value TEXT NOT NULL,
   num REAL,
   ref_id TEXT,
   av INTEGER NOT NULL DEFAULT 0,
   created_at INTEGER NOT NULL,
-  PRIMARY KEY (app_pk, entity_id, attr_pk, value)
+  PRIMARY KEY (app_pk, entity_pk, attr_pk, value)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS triples_by_value ON triples (app_pk, attr_pk, value) WHERE av = 1;
 CREATE INDEX IF NOT EXISTS triples_by_num ON triples (app_pk, attr_pk, num) WHERE av = 1 AND num IS NOT NULL;
@@ -201,11 +222,78 @@ impl AttrRow {
 pub struct Store {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Copies the WAL back into the database file off the write path (file-backed stores);
+    /// stopped and joined when the store is dropped.
+    checkpointer: Option<Checkpointer>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.stop();
+        }
+    }
+}
+
+/// How often the background checkpointer copies the WAL into the database file.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// WAL size (pages) past which the writer checkpoints itself: the background checkpointer
+/// normally keeps the WAL far below it, so this only bounds the WAL when it falls behind.
+const WAL_HIGH_WATER_PAGES: i64 = 65_536;
+
+/// A thread with its own connection running `PRAGMA wal_checkpoint(PASSIVE)` every
+/// [`CHECKPOINT_INTERVAL`]. Checkpoints on the writer's connection would copy pages and sync
+/// the database file inside some transact calls; here they overlap with the writes instead.
+/// A passive checkpoint never blocks the writer, and once it has copied the whole WAL the next
+/// write starts the WAL over from its beginning.
+struct Checkpointer {
+    stop: std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    /// `None` when no second connection or thread can be had: the writer's high-water
+    /// checkpoint then keeps the WAL bounded on its own.
+    fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = Connection::open(path).ok()?;
+        conn.busy_timeout(std::time::Duration::from_millis(100))
+            .ok()?;
+        let stop = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wal-checkpoint".into())
+            .spawn(move || {
+                let (stopped, wake) = &*signal;
+                let mut guard = stopped.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    let (next, _) = wake
+                        .wait_timeout(guard, CHECKPOINT_INTERVAL)
+                        .unwrap_or_else(|p| p.into_inner());
+                    guard = next;
+                    if *guard {
+                        break;
+                    }
+                    // A busy or failed checkpoint is retried at the next tick; the writer's
+                    // high-water checkpoint bounds the WAL meanwhile.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })
+            .ok()?;
+        Some(Checkpointer { stop, thread })
+    }
+
+    fn stop(self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        let _ = self.thread.join();
     }
 }
 
@@ -221,7 +309,9 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        Store::init(path, conn)
+        let mut store = Store::init(path, conn)?;
+        store.checkpointer = Checkpointer::start(&store.path);
+        Ok(store)
     }
 
     /// A private in-memory workspace (tests, rehearsals).
@@ -244,36 +334,55 @@ impl Store {
             .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
             .map_err(open_err)?;
         // WAL with `synchronous = NORMAL` is durable across crashes of the process and loses at
-        // most the last commits on power loss, as SQLite documents. A large page cache and
-        // rare checkpoints matter most for write throughput: entity ids are random UUIDs, so
-        // index inserts touch pages all over the B-trees.
-        conn.execute_batch(
+        // most the last commits on power loss, as SQLite documents. Checkpoints run in the
+        // background (see `Checkpointer`); the writer checkpoints itself only past the
+        // high-water mark, and `journal_size_limit` gives the disk back after such a burst.
+        conn.execute_batch(&format!(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
              PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY; \
-             PRAGMA wal_autocheckpoint = 16384; PRAGMA mmap_size = 1073741824;",
-        )
+             PRAGMA wal_autocheckpoint = {WAL_HIGH_WATER_PAGES}; \
+             PRAGMA journal_size_limit = 67108864; PRAGMA mmap_size = 1073741824;"
+        ))
         .map_err(open_err)?;
-        conn.execute_batch(SCHEMA_SQL).map_err(open_err)?;
-        let found: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |row| {
+        // The write path prepares a few sizes of each batched statement; with rusqlite's
+        // default cache of 16 statements they would evict each other and be parsed again.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        // The format is checked before the layout is created: the tables of another format
+        // may not take this format's indexes.
+        let has_meta: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(open_err)?;
+        let found: Option<String> = if has_meta {
+            conn.query_row("SELECT value FROM meta WHERE key = 'format'", [], |row| {
                 row.get(0)
             })
             .optional()
-            .map_err(open_err)?;
+            .map_err(open_err)?
+        } else {
+            None
+        };
         match found {
             None => {
+                conn.execute_batch(SCHEMA_SQL).map_err(open_err)?;
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('format', ?1)",
                     [FORMAT_VERSION],
                 )
                 .map_err(open_err)?;
             }
-            Some(found) if found == FORMAT_VERSION => {}
+            Some(found) if found == FORMAT_VERSION => {
+                conn.execute_batch(SCHEMA_SQL).map_err(open_err)?;
+            }
             Some(found) => return Err(StoreError::Format { path, found }),
         }
         Ok(Store {
             path,
             conn: Mutex::new(conn),
+            checkpointer: None,
         })
     }
 
@@ -788,6 +897,49 @@ mod tests {
             )),
             "{err}"
         );
+    }
+
+    #[test]
+    fn workspace_of_the_uuid_keyed_format_is_refused_by_format() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // Format 2 keyed `entities` and `triples` by the entity UUID.
+            let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; \
+                 INSERT INTO meta VALUES ('format', '2'); \
+                 CREATE TABLE entities (app_pk INTEGER NOT NULL, etype TEXT NOT NULL, \
+                   entity_id TEXT NOT NULL, created_at INTEGER NOT NULL, \
+                   PRIMARY KEY (app_pk, etype, entity_id)) WITHOUT ROWID;",
+            )
+            .unwrap();
+        }
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.ends_with(&format!(
+                "instant.sqlite3: workspace format 2 is not supported (expected {FORMAT_VERSION})"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn background_checkpoints_copy_the_wal_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_app("checkpointed", false).unwrap();
+        // The writer does not checkpoint below the high-water mark, so the database file only
+        // grows past its first pages through the checkpointer.
+        let file = dir.path().join(DATABASE_FILE);
+        let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size() < 8 * 4096 && std::time::Instant::now() < deadline {
+            std::thread::sleep(CHECKPOINT_INTERVAL / 2);
+        }
+        assert!(size() >= 8 * 4096, "database file is {} bytes", size());
+        // Dropping the store stops the thread; the workspace then reopens with its data.
+        drop(store);
+        assert_eq!(Store::open(dir.path()).unwrap().apps().unwrap().len(), 1);
     }
 
     #[test]

@@ -41,8 +41,6 @@ use crate::store::{self, sql_error, App};
 use batch::{IdProbe, PendingInserts, TripleRow};
 use values::{as_uuid, canonical, storage_text};
 
-const STATEMENT_CACHE_CAPACITY: usize = 64;
-
 /// Runs `request` against `app` as one SQLite transaction: everything is written, or nothing.
 pub fn transact(
     conn: &mut Connection,
@@ -50,9 +48,6 @@ pub fn transact(
     request: &TransactRequest,
 ) -> Result<TransactResponse, ApiError> {
     spec::validate_steps(&request.steps)?;
-    // The batched statements come in a few sizes each; with rusqlite's default cache of 16
-    // statements they evict each other and are parsed again on every call.
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     let tx = conn.transaction().map_err(sql_error)?;
     let tx_id = Engine::load(&tx, app)?.run(request)?;
     tx.commit().map_err(sql_error)?;
@@ -887,13 +882,15 @@ impl<'c> Engine<'c> {
         let mut sources = self
             .db()?
             .prepare_cached(
-                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND ref_id = ?2 AND attr_pk = ?3",
+                "SELECT k.entity_id FROM triples t CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+                 WHERE t.app_pk = ?1 AND t.ref_id = ?2 AND t.attr_pk = ?3",
             )
             .map_err(sql_error)?;
         let mut targets = self
             .db()?
             .prepare_cached(
-                "SELECT ref_id FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3 AND ref_id IS NOT NULL",
+                "SELECT ref_id FROM triples WHERE app_pk = ?1 AND entity_pk = \
+                 (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND attr_pk = ?3 AND ref_id IS NOT NULL",
             )
             .map_err(sql_error)?;
         while let Some((id, etype)) = queue.pop() {
@@ -1073,12 +1070,14 @@ impl<'c> Engine<'c> {
         // Unique data attributes are in the value index; links are found through their target.
         let (sql, key) = if attr.is_ref {
             (
-                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND ref_id = ?3 AND attr_pk = ?2 LIMIT 1",
+                "SELECT k.entity_id FROM triples t CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+                 WHERE t.app_pk = ?1 AND t.ref_id = ?3 AND t.attr_pk = ?2 LIMIT 1",
                 ref_key(value),
             )
         } else {
             (
-                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND value = ?3 AND av = 1 LIMIT 1",
+                "SELECT k.entity_id FROM triples t CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+                 WHERE t.app_pk = ?1 AND t.attr_pk = ?2 AND t.value = ?3 AND t.av = 1 LIMIT 1",
                 storage_text(value),
             )
         };
@@ -1107,8 +1106,8 @@ impl<'c> Engine<'c> {
                 // attribute, as the server's `attr-model/insert-multi!` writes.
                 self.db()?
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) \
-                         SELECT app_pk, entity_id, ?3, 'null', NULL, NULL, 1, ?4 FROM entities WHERE app_pk = ?1 AND etype = ?2",
+                        "INSERT OR IGNORE INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) \
+                         SELECT app_pk, entity_pk, ?3, 'null', NULL, NULL, 1, ?4 FROM entities WHERE app_pk = ?1 AND etype = ?2",
                     )
                     .and_then(|mut statement| {
                         statement.execute(params![self.app.app_pk, attr.etype, pk, self.now])
@@ -1370,9 +1369,12 @@ impl<'c> Engine<'c> {
                     .then_some((attr.etype.as_str(), *entity))
             })
             .collect();
-        let mut created_rows =
-            batch::insert_entities(self.db()?, self.app.app_pk, self.now, &id_writes)
-                .map_err(sql_error)?;
+        let conn = self.db()?;
+        let mut created_rows = self
+            .pending
+            .borrow_mut()
+            .insert_entities(conn, self.app.app_pk, self.now, &id_writes)
+            .map_err(sql_error)?;
         // Created entities that held no triple before the group: each of their (entity,
         // attribute) pairs is written once here, so their triples are plain inserts.
         let had_triples = IdProbe::HasTriple
@@ -1435,9 +1437,10 @@ impl<'c> Engine<'c> {
                 }
                 self.db()?
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) \
-                         SELECT ?1, ?2, ?3, 'null', NULL, NULL, 1, ?4 WHERE NOT EXISTS \
-                         (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3)",
+                        "INSERT OR IGNORE INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) \
+                         SELECT ?1, k.entity_pk, ?3, 'null', NULL, NULL, 1, ?4 FROM entity_keys k \
+                         WHERE k.app_pk = ?1 AND k.entity_id = ?2 AND NOT EXISTS \
+                         (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_pk = k.entity_pk AND attr_pk = ?3)",
                     )
                     .and_then(|mut statement| {
                         statement.execute(params![self.app.app_pk, entity, pk, self.now])
@@ -1522,12 +1525,16 @@ impl<'c> Engine<'c> {
             // attribute through the value index.
             let (sql, key) = if attr.is_ref {
                 (
-                    "SELECT entity_id FROM triples WHERE app_pk = ?1 AND ref_id = ?3 AND attr_pk = ?2 AND entity_id <> ?4 LIMIT 1",
+                    "SELECT k.entity_id FROM triples t CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+                     WHERE t.app_pk = ?1 AND t.ref_id = ?3 AND t.attr_pk = ?2 \
+                     AND t.entity_pk IS NOT (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?4) LIMIT 1",
                     ref_key(value),
                 )
             } else {
                 (
-                    "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND value = ?3 AND av = 1 AND entity_id <> ?4 LIMIT 1",
+                    "SELECT k.entity_id FROM triples t CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+                     WHERE t.app_pk = ?1 AND t.attr_pk = ?2 AND t.value = ?3 AND t.av = 1 \
+                     AND t.entity_pk IS NOT (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?4) LIMIT 1",
                     text.clone(),
                 )
             };
@@ -1569,7 +1576,8 @@ impl<'c> Engine<'c> {
             let updated = self
                 .db()?
                 .prepare_cached(
-                    "UPDATE triples SET value = ?4, num = ?5, ref_id = ?6 WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3",
+                    "UPDATE triples SET value = ?4, num = ?5, ref_id = ?6 WHERE app_pk = ?1 \
+                     AND entity_pk = (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND attr_pk = ?3",
                 )
                 .and_then(|mut statement| {
                     statement.execute(params![app_pk, entity, pk, text, num, ref_id])
@@ -1669,7 +1677,8 @@ impl<'c> Engine<'c> {
             let existing: Option<String> = self
                 .db()?
                 .prepare_cached(
-                    "SELECT value FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3 LIMIT 1",
+                    "SELECT value FROM triples WHERE app_pk = ?1 \
+                     AND entity_pk = (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND attr_pk = ?3 LIMIT 1",
                 )
                 .and_then(|mut statement| {
                     statement
@@ -1712,7 +1721,8 @@ impl<'c> Engine<'c> {
             let deleted = self
                 .db()?
                 .prepare_cached(
-                    "DELETE FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3 AND value = ?4",
+                    "DELETE FROM triples WHERE app_pk = ?1 \
+                     AND entity_pk = (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND attr_pk = ?3 AND value = ?4",
                 )
                 .and_then(|mut statement| {
                     statement.execute(params![self.app.app_pk, entity, pk, storage_text(&value)])
@@ -1743,7 +1753,8 @@ impl<'c> Engine<'c> {
             let app_pk = self.app.app_pk;
             self.db()?
                 .prepare_cached(
-                    "DELETE FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk IN \
+                    "DELETE FROM triples WHERE app_pk = ?1 AND entity_pk = \
+                     (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND attr_pk IN \
                      (SELECT attr_pk FROM attrs WHERE app_pk = ?1 AND etype = ?3)",
                 )
                 .and_then(|mut statement| statement.execute(params![app_pk, id, etype]))
@@ -1754,7 +1765,7 @@ impl<'c> Engine<'c> {
                     .prepare_cached(
                         "DELETE FROM triples WHERE app_pk = ?1 AND ref_id = ?2 AND attr_pk IN \
                          (SELECT attr_pk FROM attrs WHERE app_pk = ?1 AND reverse_etype = ?3) \
-                         RETURNING entity_id, attr_pk",
+                         RETURNING (SELECT entity_id FROM entity_keys k WHERE k.entity_pk = triples.entity_pk), attr_pk",
                     )
                     .map_err(sql_error)?;
                 let rows = statement
@@ -1766,7 +1777,8 @@ impl<'c> Engine<'c> {
             };
             self.db()?
                 .prepare_cached(
-                    "DELETE FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_id = ?3",
+                    "DELETE FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_pk = \
+                     (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?3)",
                 )
                 .and_then(|mut statement| statement.execute(params![app_pk, etype, id]))
                 .map_err(sql_error)?;

@@ -60,7 +60,8 @@ impl<'a> Reader<'a> {
     fn created_at(&self, etype: &str, id: &str) -> Result<Option<i64>, ApiError> {
         self.conn
             .prepare_cached(
-                "SELECT created_at FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_id = ?3",
+                "SELECT created_at FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_pk = \
+                 (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?3)",
             )
             .and_then(|mut statement| {
                 statement
@@ -74,7 +75,8 @@ impl<'a> Reader<'a> {
         let mut statement = self
             .conn
             .prepare_cached(
-                "SELECT value, num FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3",
+                "SELECT value, num FROM triples WHERE app_pk = ?1 AND entity_pk = \
+                 (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND attr_pk = ?3",
             )
             .map_err(sql_error)?;
         let rows = statement
@@ -93,9 +95,11 @@ impl<'a> Reader<'a> {
     /// Entities linked from `id` through `attr_pk`, in the given direction.
     fn linked(&self, id: &str, attr_pk: i64, forward: bool) -> Result<Vec<String>, ApiError> {
         let sql = if forward {
-            "SELECT ref_id FROM triples WHERE app_pk = ?1 AND entity_id = ?2 AND attr_pk = ?3 AND ref_id IS NOT NULL"
+            "SELECT ref_id FROM triples WHERE app_pk = ?1 AND entity_pk = \
+             (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND attr_pk = ?3 AND ref_id IS NOT NULL"
         } else {
-            "SELECT entity_id FROM triples WHERE app_pk = ?1 AND ref_id = ?2 AND attr_pk = ?3"
+            "SELECT k.entity_id FROM triples t CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+             WHERE t.app_pk = ?1 AND t.ref_id = ?2 AND t.attr_pk = ?3"
         };
         let mut statement = self.conn.prepare_cached(sql).map_err(sql_error)?;
         let rows = statement
@@ -307,7 +311,8 @@ impl<'a> Reader<'a> {
                         CmpOp::Lte => "<=",
                     };
                     let sql = format!(
-                        "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND av = 1 AND num IS NOT NULL AND num {sign} ?3"
+                        "SELECT k.entity_id FROM triples t CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+                         WHERE t.app_pk = ?1 AND t.attr_pk = ?2 AND t.av = 1 AND t.num IS NOT NULL AND t.num {sign} ?3"
                     );
                     return self
                         .id_rows(&sql, params![self.app_pk, attr_pk, bound])
@@ -339,15 +344,18 @@ impl<'a> Reader<'a> {
             }
             (Target::Ref { .. }, _) => Ok(Vec::new()),
             (Target::Blob { attr_pk, .. }, Matcher::Json(Value::Number(number))) => self.id_rows(
-                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND av = 1 AND num IS NOT NULL AND num = ?3",
+                "SELECT k.entity_id FROM triples t CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+                 WHERE t.app_pk = ?1 AND t.attr_pk = ?2 AND t.av = 1 AND t.num IS NOT NULL AND t.num = ?3",
                 params![self.app_pk, attr_pk, number.as_f64()],
             ),
             (Target::Blob { attr_pk, .. }, Matcher::Millis(ms)) => self.id_rows(
-                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND av = 1 AND num IS NOT NULL AND num = ?3",
+                "SELECT k.entity_id FROM triples t CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+                 WHERE t.app_pk = ?1 AND t.attr_pk = ?2 AND t.av = 1 AND t.num IS NOT NULL AND t.num = ?3",
                 params![self.app_pk, attr_pk, ms],
             ),
             (Target::Blob { attr_pk, .. }, Matcher::Json(value)) => self.id_rows(
-                "SELECT entity_id FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 AND av = 1 AND value = ?3",
+                "SELECT k.entity_id FROM triples t CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+                 WHERE t.app_pk = ?1 AND t.attr_pk = ?2 AND t.av = 1 AND t.value = ?3",
                 params![
                     self.app_pk,
                     attr_pk,
@@ -559,7 +567,8 @@ impl<'a> Reader<'a> {
             let mut statement = self
                 .conn
                 .prepare_cached(
-                    "SELECT attr_pk, value, num FROM triples WHERE app_pk = ?1 AND entity_id = ?2",
+                    "SELECT attr_pk, value, num FROM triples WHERE app_pk = ?1 AND entity_pk = \
+                     (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2)",
                 )
                 .map_err(sql_error)?;
             let mut rows = statement

@@ -94,7 +94,12 @@ impl Fixture {
         self.clock += 10;
         let conn = self.store.conn();
         conn.execute(
-            "INSERT INTO entities (app_pk, etype, entity_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR IGNORE INTO entity_keys (app_pk, entity_id) VALUES (?1, ?2)",
+            params![self.app.app_pk, id],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO entities (app_pk, etype, entity_pk, entity_id, created_at) VALUES (?1, ?2, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?3), ?3, ?4)",
             params![self.app.app_pk, etype, id, self.clock],
         )
         .unwrap();
@@ -108,7 +113,7 @@ impl Fixture {
                 _ => None,
             };
             conn.execute(
-                "INSERT INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)",
+                "INSERT INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) VALUES (?1, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?3, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)",
                 params![self.app.app_pk, id, pk, value.to_string(), num, self.clock],
             )
             .unwrap();
@@ -118,10 +123,15 @@ impl Fixture {
 
     fn connect(&self, etype: &str, from: u32, label: &str, to: u32) {
         let (pk, _) = &self.attrs[&(etype.to_string(), label.to_string())];
-        self.store
-            .conn()
+        let conn = self.store.conn();
+        conn.execute(
+            "INSERT OR IGNORE INTO entity_keys (app_pk, entity_id) VALUES (?1, ?2)",
+            params![self.app.app_pk, uid(from)],
+        )
+        .unwrap();
+        conn
             .execute(
-                "INSERT INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, created_at) VALUES (?1, ?2, ?3, ?4, NULL, ?5, 0)",
+                "INSERT INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, created_at) VALUES (?1, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?3, ?4, NULL, ?5, 0)",
                 params![self.app.app_pk, uid(from), pk, json!(uid(to)).to_string(), uid(to)],
             )
             .unwrap();
@@ -1094,15 +1104,19 @@ fn indexed_equality_over_a_million_entities() {
         let mut conn = f.store.conn();
         let tx = conn.transaction().unwrap();
         {
+            let mut key = tx
+                .prepare("INSERT OR IGNORE INTO entity_keys (app_pk, entity_id) VALUES (?1, ?2)")
+                .unwrap();
             let mut entity = tx
-                .prepare("INSERT INTO entities (app_pk, etype, entity_id, created_at) VALUES (?1, 'users', ?2, ?3)")
+                .prepare("INSERT INTO entities (app_pk, etype, entity_pk, entity_id, created_at) VALUES (?1, 'users', (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?2, ?3)")
                 .unwrap();
             let mut triple = tx
-                .prepare("INSERT INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)")
+                .prepare("INSERT INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) VALUES (?1, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?3, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)")
                 .unwrap();
             for n in 0..1_000_000u32 {
                 let id = uuid::Uuid::new_v4().to_string();
                 let at = 1_000 + i64::from(n);
+                key.execute(params![f.app.app_pk, id]).unwrap();
                 entity.execute(params![f.app.app_pk, id, at]).unwrap();
                 triple
                     .execute(params![

@@ -502,7 +502,7 @@ fn update_attrs(
             let crowded: bool = conn
                 .query_row(
                     "SELECT EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 \
-                     GROUP BY entity_id HAVING COUNT(*) > 1)",
+                     GROUP BY entity_pk HAVING COUNT(*) > 1)",
                     params![app_pk, current.attr_pk],
                     |row| row.get(0),
                 )

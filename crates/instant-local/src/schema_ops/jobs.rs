@@ -105,6 +105,7 @@ pub(crate) fn num_for(data_type: Option<&str>, value: &Value) -> Option<f64> {
 }
 
 struct TripleRow {
+    entity_pk: i64,
     entity_id: String,
     value_text: String,
     value: Value,
@@ -113,14 +114,16 @@ struct TripleRow {
 fn triples_of(conn: &Connection, app_pk: i64, attr_pk: i64) -> Result<Vec<TripleRow>, ApiError> {
     let mut statement = conn
         .prepare_cached(
-            "SELECT entity_id, value FROM triples WHERE app_pk = ?1 AND attr_pk = ?2 \
-             ORDER BY created_at, entity_id, value",
+            "SELECT k.entity_id, t.value, t.entity_pk FROM triples t \
+             JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+             WHERE t.app_pk = ?1 AND t.attr_pk = ?2 ORDER BY t.created_at, k.entity_id, t.value",
         )
         .map_err(sql_error)?;
     let rows = statement
         .query_map(params![app_pk, attr_pk], |row| {
             let value_text: String = row.get(1)?;
             Ok(TripleRow {
+                entity_pk: row.get(2)?,
                 entity_id: row.get(0)?,
                 value: serde_json::from_str(&value_text).unwrap_or(Value::Null),
                 value_text,
@@ -145,7 +148,7 @@ pub(crate) fn recompute_nums(
 ) -> Result<(), ApiError> {
     let mut update = conn
         .prepare_cached(
-            "UPDATE triples SET num = ?1 WHERE app_pk = ?2 AND entity_id = ?3 AND attr_pk = ?4 AND value = ?5",
+            "UPDATE triples SET num = ?1 WHERE app_pk = ?2 AND entity_pk = ?3 AND attr_pk = ?4 AND value = ?5",
         )
         .map_err(sql_error)?;
     for triple in triples_of(conn, app_pk, attr_pk)? {
@@ -153,7 +156,7 @@ pub(crate) fn recompute_nums(
             .execute(params![
                 num_for(data_type, &triple.value),
                 app_pk,
-                triple.entity_id,
+                triple.entity_pk,
                 attr_pk,
                 triple.value_text
             ])
@@ -182,14 +185,14 @@ pub(crate) fn insert_null_triples(
         .map_err(sql_error)?;
     let mut statement = conn
         .prepare_cached(
-            "SELECT e.entity_id FROM entities e WHERE e.app_pk = ?1 AND e.etype = ?2 AND NOT EXISTS \
-             (SELECT 1 FROM triples t WHERE t.app_pk = e.app_pk AND t.entity_id = e.entity_id AND t.attr_pk = ?3) \
+            "SELECT e.entity_id, e.entity_pk FROM entities e WHERE e.app_pk = ?1 AND e.etype = ?2 AND NOT EXISTS \
+             (SELECT 1 FROM triples t WHERE t.app_pk = e.app_pk AND t.entity_pk = e.entity_pk AND t.attr_pk = ?3) \
              ORDER BY e.created_at, e.entity_id",
         )
         .map_err(sql_error)?;
     let missing = statement
         .query_map(params![app_pk, attr.etype(), attr.attr_pk], |row| {
-            row.get::<_, String>(0)
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
         })
         .map_err(sql_error)?
         .collect::<Result<Vec<_>, _>>()
@@ -198,16 +201,16 @@ pub(crate) fn insert_null_triples(
     let mut insert = conn
         .prepare_cached(
             // Null triples exist for indexed attributes only, so they are in the value index.
-            "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) \
+            "INSERT OR IGNORE INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) \
              VALUES (?1, ?2, ?3, 'null', NULL, NULL, 1, ?4)",
         )
         .map_err(sql_error)?;
-    for entity_id in &missing {
+    for (_, entity_pk) in &missing {
         insert
-            .execute(params![app_pk, entity_id, attr.attr_pk, now])
+            .execute(params![app_pk, entity_pk, attr.attr_pk, now])
             .map_err(sql_error)?;
     }
-    Ok((checked, missing))
+    Ok((checked, missing.into_iter().map(|(id, _)| id).collect()))
 }
 
 /// The first value (in write order) held by a second entity, which is where the server's unique
@@ -247,7 +250,7 @@ pub(crate) fn entities_missing(
     let mut statement = conn
         .prepare_cached(
             "SELECT e.entity_id FROM entities e WHERE e.app_pk = ?1 AND e.etype = ?2 AND NOT EXISTS \
-             (SELECT 1 FROM triples t WHERE t.app_pk = e.app_pk AND t.entity_id = e.entity_id \
+             (SELECT 1 FROM triples t WHERE t.app_pk = e.app_pk AND t.entity_pk = e.entity_pk \
               AND t.attr_pk = ?3 AND t.value <> 'null') \
              ORDER BY e.created_at, e.entity_id",
         )

@@ -74,14 +74,19 @@ fn attr_pk(conn: &Connection, app_pk: i64, etype: &str, label: &str) -> i64 {
 /// Writes an entity the way the transact engine stores it (see the shared conventions).
 fn seed(conn: &Connection, app_pk: i64, etype: &str, id: &str, at: i64, values: &[(&str, Value)]) {
     conn.execute(
-        "INSERT INTO entities (app_pk, etype, entity_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT OR IGNORE INTO entity_keys (app_pk, entity_id) VALUES (?1, ?2)",
+        params![app_pk, id],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO entities (app_pk, etype, entity_pk, entity_id, created_at) VALUES (?1, ?2, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?3), ?3, ?4)",
         params![app_pk, etype, id, at],
     )
     .unwrap();
     for (label, value) in values {
         conn.execute(
-            "INSERT INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)",
+            "INSERT INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) \
+             VALUES (?1, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?3, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)",
             params![
                 app_pk,
                 id,

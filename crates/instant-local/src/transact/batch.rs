@@ -1,18 +1,20 @@
 //! Batched SQL for the write path, so that a transact of many entities runs a few statements
 //! per batch instead of several per entity:
 //! - [`PendingInserts`] buffers `INSERT OR IGNORE` rows and writes them as multi-row
-//!   statements, sorted by primary key so that consecutive rows land on neighbouring B-tree
-//!   pages (rows with equal keys are identical, so their order does not matter);
-//! - [`insert_entities`] inserts entity rows and tells which ones are new;
+//!   statements. It first gives their entities keys ([`PendingInserts::resolve_keys`]), in
+//!   entity id order, then writes the rows sorted by key, so the rows of new entities append to
+//!   the B-trees (rows with equal keys are identical, so their order does not matter);
+//! - [`PendingInserts::insert_entities`] inserts entity rows and tells which ones are new;
 //! - [`IdProbe`] answers an existence question for many entity ids with one query per chunk.
 //!
 //! The engine writes the pending rows out before any other statement runs, so every read sees
 //! the same data as if each row had been inserted on its own.
 
 use rusqlite::{Connection, Result, Row, Statement, ToSql};
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
-/// One `triples` row to insert; the app and the time are the transaction's.
+/// One `triples` row to insert; the app and the time are the transaction's, and the entity's
+/// key is looked up (or assigned) when the row is written.
 #[derive(Debug)]
 pub struct TripleRow {
     pub entity_id: String,
@@ -23,25 +25,47 @@ pub struct TripleRow {
     pub av: bool,
 }
 
-/// Rows to insert into `triples` and `entities`, written by [`PendingInserts::flush`].
+/// Rows to insert into `triples` and `entities`, written by [`PendingInserts::flush`], and the
+/// entity keys the transaction has used. Keys are never removed, so the cache stays true for
+/// the whole transaction (and it is dropped with it, committed or not).
 #[derive(Debug, Default)]
 pub struct PendingInserts {
     triples: Vec<TripleRow>,
     /// `(etype, entity_id)`.
     entities: Vec<(String, String)>,
+    /// `entity_id` -> `entity_pk`.
+    keys: FxHashMap<String, i64>,
 }
 
 /// Rows per multi-row `INSERT`, largest first: a batch is written with as many of the largest
 /// statement as fit, then the smaller ones, so only these few statement texts are prepared.
 const INSERT_CHUNKS: [usize; 3] = [64, 8, 1];
 
+/// Each tuple is `(?1, <own parameters>, ?2)`: `?1` the app, `?2` the time.
+fn plain_tuple<const OWN: usize>(first: usize) -> String {
+    let mut tuple = String::from("(?1");
+    for param in first..first + OWN {
+        tuple.push_str(&format!(", ?{param}"));
+    }
+    tuple.push_str(", ?2)");
+    tuple
+}
+
 const TRIPLES_INSERT: &str =
-    "INSERT OR IGNORE INTO triples (app_pk, entity_id, attr_pk, value, num, ref_id, av, created_at) VALUES ";
+    "INSERT OR IGNORE INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) VALUES ";
 const TRIPLE_PARAMS: usize = 6;
 
 const ENTITIES_INSERT: &str =
-    "INSERT OR IGNORE INTO entities (app_pk, etype, entity_id, created_at) VALUES ";
-const ENTITY_PARAMS: usize = 2;
+    "INSERT OR IGNORE INTO entities (app_pk, etype, entity_pk, entity_id, created_at) VALUES ";
+const ENTITY_PARAMS: usize = 3;
+
+/// New keys only: `RETURNING` leaves out the ids that already had one.
+const KEYS_INSERT: &str = "INSERT INTO entity_keys (app_pk, entity_id) VALUES ";
+const KEYS_RETURNING: &str = " ON CONFLICT DO NOTHING RETURNING entity_id, entity_pk";
+
+fn key_tuple(first: usize) -> String {
+    format!("(?1, ?{first})")
+}
 
 impl PendingInserts {
     pub fn is_empty(&self) -> bool {
@@ -57,42 +81,109 @@ impl PendingInserts {
             .push((etype.to_string(), entity_id.to_string()));
     }
 
+    /// The key of every id in `ids`, from the cache, the table, or assigned now (new ids get
+    /// the next keys in id order).
+    pub fn resolve_keys<'i>(
+        &mut self,
+        conn: &Connection,
+        app_pk: i64,
+        ids: impl IntoIterator<Item = &'i str>,
+    ) -> Result<()> {
+        let mut missing: Vec<&str> = ids
+            .into_iter()
+            .filter(|id| !self.keys.contains_key(*id))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        // Most ids a write names first are new: inserting first costs one index descent for
+        // those, and only the ids that already had a key are looked up after.
+        let keys = &mut self.keys;
+        insert_rows_returning(
+            conn,
+            (KEYS_INSERT, key_tuple, KEYS_RETURNING),
+            1,
+            &missing,
+            app_pk,
+            0,
+            |statement, first, id| statement.raw_bind_parameter(first, id),
+            |row| {
+                keys.insert(row.get(0)?, row.get(1)?);
+                Ok(())
+            },
+        )?;
+        let mut existing = conn.prepare_cached(
+            "SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2",
+        )?;
+        for id in missing {
+            if !self.keys.contains_key(id) {
+                let pk: i64 =
+                    existing.query_row(rusqlite::params![app_pk, id], |row| row.get(0))?;
+                self.keys.insert(id.to_string(), pk);
+            }
+        }
+        Ok(())
+    }
+
+    /// The key of an id given to [`PendingInserts::resolve_keys`] before.
+    fn key(&self, id: &str) -> Result<i64> {
+        self.keys
+            .get(id)
+            .copied()
+            .ok_or(rusqlite::Error::QueryReturnedNoRows)
+    }
+
     /// Writes the pending rows (`?1` is the app, `?2` the time of every row).
     pub fn flush(&mut self, conn: &Connection, app_pk: i64, now: i64) -> Result<()> {
         if self.is_empty() {
             return Ok(());
         }
-        let mut entities = std::mem::take(&mut self.entities);
+        let entities = std::mem::take(&mut self.entities);
+        let triples = std::mem::take(&mut self.triples);
+        self.resolve_keys(
+            conn,
+            app_pk,
+            entities
+                .iter()
+                .map(|(_, id)| id.as_str())
+                .chain(triples.iter().map(|row| row.entity_id.as_str())),
+        )?;
+        let mut entities: Vec<(&str, i64, &str)> = entities
+            .iter()
+            .map(|(etype, id)| Ok((etype.as_str(), self.key(id)?, id.as_str())))
+            .collect::<Result<_>>()?;
         entities.sort_unstable();
         insert_rows(
             conn,
-            ENTITIES_INSERT,
+            (ENTITIES_INSERT, plain_tuple::<ENTITY_PARAMS>),
             ENTITY_PARAMS,
             &entities,
             app_pk,
             now,
-            |statement, first, (etype, id)| {
+            |statement, first, (etype, pk, id)| {
                 statement.raw_bind_parameter(first, etype)?;
-                statement.raw_bind_parameter(first + 1, id)
+                statement.raw_bind_parameter(first + 1, pk)?;
+                statement.raw_bind_parameter(first + 2, id)
             },
         )?;
-        let mut triples = std::mem::take(&mut self.triples);
-        triples.sort_unstable_by(|a, b| {
-            (a.entity_id.as_str(), a.attr_pk, a.value.as_str()).cmp(&(
-                b.entity_id.as_str(),
-                b.attr_pk,
-                b.value.as_str(),
-            ))
+        let mut triples: Vec<(i64, &TripleRow)> = triples
+            .iter()
+            .map(|row| Ok((self.key(&row.entity_id)?, row)))
+            .collect::<Result<_>>()?;
+        triples.sort_unstable_by(|(a_pk, a), (b_pk, b)| {
+            (a_pk, a.attr_pk, a.value.as_str()).cmp(&(b_pk, b.attr_pk, b.value.as_str()))
         });
         insert_rows(
             conn,
-            TRIPLES_INSERT,
+            (TRIPLES_INSERT, plain_tuple::<TRIPLE_PARAMS>),
             TRIPLE_PARAMS,
             &triples,
             app_pk,
             now,
-            |statement, first, row| {
-                statement.raw_bind_parameter(first, &row.entity_id)?;
+            |statement, first, (pk, row)| {
+                statement.raw_bind_parameter(first, pk)?;
                 statement.raw_bind_parameter(first + 1, row.attr_pk)?;
                 statement.raw_bind_parameter(first + 2, &row.value)?;
                 statement.raw_bind_parameter(first + 3, row.num)?;
@@ -101,45 +192,60 @@ impl PendingInserts {
             },
         )
     }
+
+    /// Inserts entity rows `(etype, entity_id)` now (after the pending rows), and returns those
+    /// that were not there yet (`RETURNING` leaves out the rows `OR IGNORE` skips).
+    pub fn insert_entities(
+        &mut self,
+        conn: &Connection,
+        app_pk: i64,
+        now: i64,
+        rows: &[(&str, &str)],
+    ) -> Result<FxHashSet<(String, String)>> {
+        self.flush(conn, app_pk, now)?;
+        self.resolve_keys(conn, app_pk, rows.iter().map(|(_, id)| *id))?;
+        let mut rows: Vec<(&str, i64, &str)> = rows
+            .iter()
+            .map(|(etype, id)| Ok((*etype, self.key(id)?, *id)))
+            .collect::<Result<_>>()?;
+        rows.sort_unstable();
+        rows.dedup();
+        let mut created = FxHashSet::with_capacity_and_hasher(rows.len(), Default::default());
+        insert_rows_returning(
+            conn,
+            (
+                ENTITIES_INSERT,
+                plain_tuple::<ENTITY_PARAMS>,
+                " RETURNING etype, entity_id",
+            ),
+            ENTITY_PARAMS,
+            &rows,
+            app_pk,
+            now,
+            |statement, first, (etype, pk, id)| {
+                statement.raw_bind_parameter(first, etype)?;
+                statement.raw_bind_parameter(first + 1, pk)?;
+                statement.raw_bind_parameter(first + 2, id)
+            },
+            |row| {
+                created.insert((row.get(0)?, row.get(1)?));
+                Ok(())
+            },
+        )?;
+        Ok(created)
+    }
 }
 
-/// Inserts entity rows `(etype, entity_id)` now, and returns those that were not there yet
-/// (`RETURNING` leaves out the rows `OR IGNORE` skips).
-pub fn insert_entities(
-    conn: &Connection,
-    app_pk: i64,
-    now: i64,
-    rows: &[(&str, &str)],
-) -> Result<FxHashSet<(String, String)>> {
-    let mut rows = rows.to_vec();
-    rows.sort_unstable();
-    rows.dedup();
-    let mut created = FxHashSet::with_capacity_and_hasher(rows.len(), Default::default());
-    insert_rows_returning(
-        conn,
-        (ENTITIES_INSERT, " RETURNING etype, entity_id"),
-        ENTITY_PARAMS,
-        &rows,
-        app_pk,
-        now,
-        |statement, first, (etype, id)| {
-            statement.raw_bind_parameter(first, etype)?;
-            statement.raw_bind_parameter(first + 1, id)
-        },
-        |row| {
-            created.insert((row.get(0)?, row.get(1)?));
-            Ok(())
-        },
-    )?;
-    Ok(created)
-}
+/// The text of one row's tuple, given the index of its first own parameter (`?1` is the app,
+/// `?2` the time).
+type Tuple = fn(usize) -> String;
 
-/// Inserts `rows` with multi-row statements of [`INSERT_CHUNKS`] rows. Each row is
-/// `(?1, <params_per_row own parameters>, ?2)`; `bind` binds one row's own parameters from the
-/// given index on.
+/// Inserts `rows` with multi-row statements of [`INSERT_CHUNKS`] rows, each row written by
+/// `sql.1` with `params_per_row` own parameters; `bind` binds one row's own parameters from
+/// the given index on.
 fn insert_rows<T>(
     conn: &Connection,
-    head: &str,
+    sql: (&str, Tuple),
     params_per_row: usize,
     rows: &[T],
     app_pk: i64,
@@ -148,7 +254,7 @@ fn insert_rows<T>(
 ) -> Result<()> {
     insert_rows_returning(
         conn,
-        (head, ""),
+        (sql.0, sql.1, ""),
         params_per_row,
         rows,
         app_pk,
@@ -158,11 +264,11 @@ fn insert_rows<T>(
     )
 }
 
-/// [`insert_rows`] with a `RETURNING` clause (`sql.1`), each returned row given to `returned`.
+/// [`insert_rows`] with a `RETURNING` clause (`sql.2`), each returned row given to `returned`.
 #[allow(clippy::too_many_arguments)]
 fn insert_rows_returning<T>(
     conn: &Connection,
-    sql: (&str, &str),
+    sql: (&str, Tuple, &str),
     params_per_row: usize,
     rows: &[T],
     app_pk: i64,
@@ -170,13 +276,13 @@ fn insert_rows_returning<T>(
     bind: impl Fn(&mut Statement<'_>, usize, &T) -> Result<()>,
     mut returned: impl FnMut(&Row<'_>) -> Result<()>,
 ) -> Result<()> {
-    let (head, returning) = sql;
+    let (head, tuple, returning) = sql;
     let mut rest = rows;
     for chunk in INSERT_CHUNKS {
         if rest.len() < chunk {
             continue;
         }
-        let mut text = values_sql(head, params_per_row, chunk);
+        let mut text = values_sql(head, tuple, params_per_row, chunk);
         text.push_str(returning);
         let mut statement = conn.prepare_cached(&text)?;
         while rest.len() >= chunk {
@@ -196,19 +302,15 @@ fn insert_rows_returning<T>(
     Ok(())
 }
 
-/// `head` followed by `rows` tuples `(?1, ?3, ?4, …, ?2)`.
-fn values_sql(head: &str, params_per_row: usize, rows: usize) -> String {
-    let mut sql = String::with_capacity(head.len() + rows * (8 + 6 * params_per_row));
-    sql.push_str(head);
+/// `head` followed by `rows` tuples, row `n`'s own parameters starting at
+/// `3 + n * params_per_row`.
+fn values_sql(head: &str, tuple: Tuple, params_per_row: usize, rows: usize) -> String {
+    let mut sql = String::from(head);
     for row in 0..rows {
         if row > 0 {
             sql.push(',');
         }
-        sql.push_str("(?1");
-        for param in 0..params_per_row {
-            sql.push_str(&format!(", ?{}", 3 + row * params_per_row + param));
-        }
-        sql.push_str(", ?2)");
+        sql.push_str(&tuple(3 + row * params_per_row));
     }
     sql
 }
@@ -235,25 +337,26 @@ pub enum IdProbe {
 }
 
 impl IdProbe {
+    /// The condition on `keyed.pk`, the key of the id asked about.
     fn condition(self) -> &'static str {
         match self {
             IdProbe::HasTriple => {
-                "EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_id = ids.id)"
+                "EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_pk = keyed.pk)"
             }
             IdProbe::HasRow => {
-                "EXISTS (SELECT 1 FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_id = ids.id)"
+                "EXISTS (SELECT 1 FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_pk = keyed.pk)"
             }
             IdProbe::InNamespace => {
-                "EXISTS (SELECT 1 FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_id = ids.id) \
+                "EXISTS (SELECT 1 FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_pk = keyed.pk) \
                  OR EXISTS (SELECT 1 FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
-                            WHERE t.app_pk = ?1 AND t.entity_id = ids.id AND a.etype = ?2)"
+                            WHERE t.app_pk = ?1 AND t.entity_pk = keyed.pk AND a.etype = ?2)"
             }
             IdProbe::HasValueIn => {
                 "EXISTS (SELECT 1 FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
-                 WHERE t.app_pk = ?1 AND t.entity_id = ids.id AND a.etype = ?2 AND t.value <> 'null')"
+                 WHERE t.app_pk = ?1 AND t.entity_pk = keyed.pk AND a.etype = ?2 AND t.value <> 'null')"
             }
             IdProbe::HasValue => {
-                "EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_id = ids.id \
+                "EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_pk = keyed.pk \
                  AND attr_pk = ?2 AND value <> 'null')"
             }
         }
@@ -281,7 +384,14 @@ impl IdProbe {
             }
             sql.push_str(&format!("(?{})", 3 + index));
         }
-        sql.push_str(") SELECT id FROM ids WHERE ");
+        // Every probe needs a row keyed by the id, so ids without a key answer no. `CROSS
+        // JOIN` keeps the ids as the outer loop: the planner has no statistics on the few ids
+        // and would otherwise scan the keys.
+        sql.push_str(
+            "), keyed(id, pk) AS (SELECT ids.id, k.entity_pk FROM ids \
+             CROSS JOIN entity_keys k ON k.app_pk = ?1 AND k.entity_id = ids.id) \
+             SELECT id FROM keyed WHERE ",
+        );
         sql.push_str(self.condition());
         let mut statement = conn.prepare_cached(&sql)?;
         for chunk in ids.chunks(PROBE_CHUNK) {
@@ -307,8 +417,21 @@ mod tests {
     #[test]
     fn values_sql_numbers_each_rows_own_parameters() {
         assert_eq!(
-            values_sql("INSERT INTO t VALUES ", 2, 2),
+            values_sql(
+                "INSERT INTO t VALUES ",
+                |first| format!("(?1, ?{first}, ?{}, ?2)", first + 1),
+                2,
+                2
+            ),
             "INSERT INTO t VALUES (?1, ?3, ?4, ?2),(?1, ?5, ?6, ?2)"
+        );
+        assert_eq!(
+            values_sql(KEYS_INSERT, key_tuple, 1, 2),
+            "INSERT INTO entity_keys (app_pk, entity_id) VALUES (?1, ?3),(?1, ?4)"
+        );
+        assert_eq!(
+            values_sql("INSERT INTO t VALUES ", plain_tuple::<1>, 1, 2),
+            "INSERT INTO t VALUES (?1, ?3, ?2),(?1, ?4, ?2)"
         );
     }
 
@@ -331,7 +454,8 @@ mod tests {
         }
         pending.push_entity("items", "id-000");
         pending.flush(&conn, 1, 99).unwrap();
-        let created = insert_entities(&conn, 1, 99, &[("items", "id-000"), ("items", "id-900")]);
+        let created =
+            pending.insert_entities(&conn, 1, 99, &[("items", "id-000"), ("items", "id-900")]);
         let created: Vec<_> = created.unwrap().into_iter().collect();
         assert_eq!(created, [("items".to_string(), "id-900".to_string())]);
         assert!(pending.is_empty());
@@ -346,8 +470,17 @@ mod tests {
         );
         assert_eq!(count("SELECT count(*) FROM triples WHERE av = 1"), 37);
         assert_eq!(
-            count("SELECT count(*) FROM triples WHERE entity_id = 'id-073' AND value = '\"v73\"'"),
+            count(
+                "SELECT count(*) FROM triples t CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+                 WHERE k.entity_id = 'id-073' AND t.value = '\"v73\"'"
+            ),
             1
+        );
+        // Keys follow the order of the ids: the rows of new entities append.
+        assert_eq!(
+            count("SELECT entity_pk FROM entity_keys WHERE entity_id = 'id-073'")
+                - count("SELECT entity_pk FROM entity_keys WHERE entity_id = 'id-000'"),
+            73
         );
     }
 

@@ -74,7 +74,7 @@ impl Fixture {
         let conn = self.store.conn();
         conn.query_row(
             "SELECT t.value FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
-             WHERE t.app_pk = ?1 AND t.entity_id = ?2 AND a.etype = ?3 AND a.label = ?4 AND a.deleted_at IS NULL",
+             WHERE t.app_pk = ?1 AND t.entity_pk = (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND a.etype = ?3 AND a.label = ?4 AND a.deleted_at IS NULL",
             rusqlite::params![self.app.app_pk, entity, etype, label],
             |row| row.get::<_, String>(0),
         )
@@ -99,8 +99,8 @@ impl Fixture {
         }
         let mut statement = conn
             .prepare(
-                "SELECT t.entity_id, a.label, t.value FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
-                 WHERE t.app_pk = ?1 AND a.etype = ?2",
+                "SELECT k.entity_id, a.label, t.value FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
+                 JOIN entity_keys k ON k.entity_pk = t.entity_pk WHERE t.app_pk = ?1 AND a.etype = ?2",
             )
             .unwrap();
         for row in statement
