@@ -21,6 +21,7 @@ mod config;
 mod error;
 pub mod limiter;
 pub mod retry_after;
+mod secret;
 
 use std::fmt;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use ureq::http;
 
 pub use config::{ConfigError, ResilienceConfig};
 pub use error::{HttpError, TransportKind};
+pub use secret::Secret;
 
 use backoff::{backoff_delay, Jitter};
 use limiter::KeyedLimiter;

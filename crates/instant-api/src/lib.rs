@@ -21,33 +21,8 @@ use instant_schema::{ServerAttr, ServerSchema};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// A secret string (admin token). `Debug` and `Display` never show it, so a secret cannot leak
-/// through a log line or an error message by accident.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself. Call only where it is sent (a header) or compared.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// Secrets (admin tokens) are [`http_client::Secret`]: never shown by `Debug` or `Display`.
+pub use http_client::Secret;
 
 /// Which app a call is for and the admin token that proves the right to it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,33 +26,8 @@ pub struct Org {
     pub slug: String,
 }
 
-/// A credential. `Debug` and `Display` never show the value, so a secret inside any struct,
-/// error or log line stays hidden; [`Secret::expose`] is called only where it is sent.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The value itself, for the one place it is used (a header, a comparison).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// Secrets (admin tokens) are [`http_client::Secret`]: never shown by `Debug` or `Display`.
+pub use http_client::Secret;
 
 /// The InstantDB app an organisation owns and the admin token that acts on it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -101,8 +101,11 @@ pub fn serve(script: Vec<Action>, fallback: Action) -> Scripted {
                     peak.fetch_max(now, Ordering::SeqCst);
                     received.lock().unwrap().push(request);
                     let action = script.lock().unwrap().pop_front().unwrap_or(fallback);
-                    act(stream, action);
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    // The request stops counting as in flight just before its answer goes out:
+                    // the client may send its next request as soon as it has the answer.
+                    act(stream, action, &|| {
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                    });
                 });
             }
         });
@@ -149,12 +152,15 @@ fn read_request(stream: &TcpStream) -> Option<Received> {
     })
 }
 
-fn act(mut stream: TcpStream, action: Action) {
+fn act(mut stream: TcpStream, action: Action, answering: &dyn Fn()) {
     match action {
-        Action::Drop => drop(stream),
+        Action::Drop => {
+            answering();
+            drop(stream)
+        }
         Action::Delay(delay, then) => {
             std::thread::sleep(delay);
-            act(stream, *then);
+            act(stream, *then, answering);
         }
         Action::Reply {
             status,
@@ -169,6 +175,7 @@ fn act(mut stream: TcpStream, action: Action) {
                 head.push_str(&format!("{name}: {value}\r\n"));
             }
             head.push_str("\r\n");
+            answering();
             let _ = stream.write_all(head.as_bytes());
             let _ = stream.write_all(body.as_bytes());
         }

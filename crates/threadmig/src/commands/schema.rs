@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use anyhow::Context;
 use instant_schema::phase1::{generate_phase1, Phase1Input, Phase1Meta};
-use instant_schema::plan::{existing_app_schema, plan, PlanOptions, PlanStep};
+use instant_schema::plan::{
+    existing_app_schema, instructions, plan, Instruction, PlanOptions, PlanStep,
+};
 use instant_schema::severity::Gate;
 use instant_schema::{load_schema, LoadedSchema, Schema, SchemaDocument, ServerSchema};
 use serde_json::json;
@@ -194,22 +196,26 @@ fn diff(args: SchemaDiffArgs, json: bool) -> anyhow::Result<Outcome> {
 
 /// The plan as a table: one row per step with its severity, type, target and description.
 fn render_plan(steps: &[PlanStep], current: &ServerSchema) -> String {
+    if steps.is_empty() {
+        return "no steps: the desired schema is already in place\n".into();
+    }
+    instructions_table(&instructions(steps, current))
+}
+
+/// Plan instructions as an aligned text table (`schema diff` and the `schema plan` report).
+fn instructions_table(steps: &[Instruction]) -> String {
     let rows: Vec<[String; 5]> = steps
         .iter()
-        .enumerate()
-        .map(|(index, step)| {
+        .map(|step| {
             [
-                (index + 1).to_string(),
-                step.severity().as_str().to_string(),
-                step.step_type().to_string(),
-                step.target_in(current).unwrap_or_else(|| "-".into()),
-                step.friendly_description_in(current),
+                step.index.to_string(),
+                step.severity.as_str().to_string(),
+                step.step_type.clone(),
+                step.target.clone().unwrap_or_else(|| "-".into()),
+                step.summary.clone(),
             ]
         })
         .collect();
-    if rows.is_empty() {
-        return "no steps: the desired schema is already in place\n".into();
-    }
     let header = ["#", "severity", "type", "target", "description"].map(String::from);
     let mut widths = [0usize; 4];
     for row in std::iter::once(&header).chain(&rows) {

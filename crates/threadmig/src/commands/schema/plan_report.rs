@@ -450,42 +450,7 @@ fn table(steps: &[Instruction]) -> String {
     if steps.is_empty() {
         return "no steps: the app already has this schema\n".into();
     }
-    let rows: Vec<[String; 5]> = steps
-        .iter()
-        .map(|step| {
-            [
-                step.index.to_string(),
-                step.severity.as_str().to_string(),
-                step.step_type.clone(),
-                step.target.clone().unwrap_or_else(|| "-".into()),
-                step.summary.clone(),
-            ]
-        })
-        .collect();
-    let header = ["#", "severity", "type", "target", "description"].map(String::from);
-    let mut widths = [0usize; 4];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let _ = writeln!(
-            out,
-            "{:>w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        );
-    }
-    out
+    super::instructions_table(steps)
 }
 
 #[cfg(test)]
