@@ -10,6 +10,7 @@
 // design (see `instant-api`).
 #![allow(clippy::result_large_err)]
 
+mod dates;
 pub mod directory;
 pub mod engine;
 pub mod query;

@@ -15,7 +15,6 @@
 #![allow(clippy::result_large_err)]
 
 mod apply;
-mod dates;
 mod jobs;
 mod system_catalog;
 #[cfg(test)]
@@ -368,7 +367,7 @@ pub fn create_ephemeral_app(
             id,
             title: app.title,
             creator_id: Some(EPHEMERAL_CREATOR_ID.to_string()),
-            created_at: Some(dates::iso_from_ms(created_at)),
+            created_at: Some(crate::dates::iso_from_ms(created_at)),
             org_id: None,
             status: Some("active".into()),
             admin_token: token,

@@ -8,9 +8,9 @@ use instant_schema::{AttrKind, Cardinality, Identity, ServerAttr};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 
-use super::dates::iso_from_ms;
 use super::jobs;
 use super::system_catalog::{is_editable_system_etype, is_reserved_ident};
+use crate::dates::iso_from_ms;
 use crate::store::{
     attr_from_row, insert_attr, next_tx_id, now_ms, sql_error, App, AttrRow, ATTR_COLUMNS,
 };

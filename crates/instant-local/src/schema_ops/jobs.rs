@@ -13,7 +13,7 @@ use instant_api::{ApiError, IndexingJob};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 
-use super::dates::{iso_from_ms, parse_date_ms};
+use crate::dates::{iso_from_ms, parse_date_ms};
 use crate::store::{now_ms, sql_error, AttrRow};
 
 pub(crate) const INVALID_TRIPLE_ERROR: &str = "invalid-triple-error";

@@ -720,7 +720,7 @@ fn ephemeral_apps_get_their_schema_rules_and_token() {
     .assert_eq(&shown.to_string());
     assert_eq!(
         response.app.created_at.as_deref(),
-        Some(dates::iso_from_ms(created_at).as_str())
+        Some(crate::dates::iso_from_ms(created_at).as_str())
     );
 
     let app = store.authenticate_admin(&response.app.auth()).unwrap();

@@ -2,6 +2,7 @@
 //! (key order, text output, deep merge), the UUID coercion of transaction steps, Clojure's
 //! printer (used in some error texts) and the checked data types.
 
+pub(crate) use crate::dates::parse_date_ms;
 use serde_json::{Map, Value};
 
 /// A canonical lowercase UUID when `text` is one (36 characters, dashes at 8/13/18/23, hex
@@ -251,125 +252,6 @@ pub fn check_data_type(data_type: &str, value: &Value) -> Option<Option<f64>> {
         // An unknown type name never comes from the catalogue; accept rather than refuse data.
         _ => Some(value.as_f64()),
     }
-}
-
-/// Parses the ISO-8601 forms Postgres casts to `timestamptz` (date, date-time with `T` or a
-/// space, optional seconds, fraction and zone; no zone means UTC) into epoch milliseconds.
-pub fn parse_date_ms(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let bytes = text.as_bytes();
-    let digits = |from: usize, count: usize| -> Option<i64> {
-        let part = text.get(from..from + count)?;
-        if part.bytes().all(|b| b.is_ascii_digit()) {
-            part.parse().ok()
-        } else {
-            None
-        }
-    };
-    if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
-        return None;
-    }
-    let year = digits(0, 4)?;
-    let month = digits(5, 2)?;
-    let day = digits(8, 2)?;
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
-    let mut ms = days_from_civil(year, month, day) as f64 * 86_400_000.0;
-    let mut rest = &text[10..];
-    if rest.is_empty() {
-        return Some(ms);
-    }
-    if !(rest.starts_with('T') || rest.starts_with('t') || rest.starts_with(' ')) {
-        return None;
-    }
-    rest = &rest[1..];
-    let time_digits = |s: &str, from: usize| -> Option<i64> {
-        let part = s.get(from..from + 2)?;
-        if part.bytes().all(|b| b.is_ascii_digit()) {
-            part.parse().ok()
-        } else {
-            None
-        }
-    };
-    let hour = time_digits(rest, 0)?;
-    if rest.as_bytes().get(2) != Some(&b':') {
-        return None;
-    }
-    let minute = time_digits(rest, 3)?;
-    let mut seconds = 0.0;
-    let mut position = 5;
-    if rest.as_bytes().get(5) == Some(&b':') {
-        let whole = time_digits(rest, 6)? as f64;
-        position = 8;
-        let mut fraction = String::new();
-        if rest.as_bytes().get(8) == Some(&b'.') {
-            position = 9;
-            while let Some(b) = rest.as_bytes().get(position) {
-                if b.is_ascii_digit() {
-                    fraction.push(*b as char);
-                    position += 1;
-                } else {
-                    break;
-                }
-            }
-            if fraction.is_empty() {
-                return None;
-            }
-        }
-        seconds = whole
-            + if fraction.is_empty() {
-                0.0
-            } else {
-                format!("0.{fraction}").parse::<f64>().ok()?
-            };
-    }
-    if hour > 24 || minute > 59 || seconds >= 61.0 {
-        return None;
-    }
-    ms += (hour * 3_600_000 + minute * 60_000) as f64 + seconds * 1000.0;
-    let zone = rest[position..].trim_start();
-    let offset_minutes = match zone {
-        "" | "Z" | "z" => 0,
-        _ => {
-            let sign = match zone.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let zone = &zone[1..];
-            let (hours, minutes) = match zone.len() {
-                2 => (zone.parse::<i64>().ok()?, 0),
-                4 => (zone[..2].parse().ok()?, zone[2..].parse().ok()?),
-                5 if zone.as_bytes()[2] == b':' => {
-                    (zone[..2].parse().ok()?, zone[3..].parse().ok()?)
-                }
-                _ => return None,
-            };
-            sign * (hours * 60 + minutes)
-        }
-    };
-    Some((ms - (offset_minutes * 60_000) as f64).round())
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = if year >= 0 { year } else { year - 399 } / 400;
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 /// Rough `pg_column_size` of a `jsonb` value: the indexed-value limit is 1024 bytes.

@@ -112,3 +112,48 @@ fn where_finds_values_before_and_after_the_attribute_is_indexed() {
         "index removed: found by scanning again"
     );
 }
+
+/// Regression: transact, schema jobs and queries once had three date parsers that disagreed
+/// (`2024-01-02 03:04:05 UTC` was stored but refused in a `where`). They share one now.
+#[test]
+fn a_date_accepted_on_write_is_accepted_in_a_where() {
+    let api = LocalEngine::in_memory().unwrap();
+    let schema = json!({"entities": {"events": {"attrs": {"at": {"valueType": "date", "required": false,
+        "isIndexed": true, "config": {"indexed": true, "unique": false}, "metadata": {}}}, "links": {}}},
+        "links": {}, "rooms": {}});
+    let app = api
+        .create_ephemeral_app(&EphemeralAppRequest {
+            title: "dates".into(),
+            schema: Some(schema),
+            rules: None,
+        })
+        .unwrap()
+        .app;
+    let auth = app.auth();
+    let id = "6f1f4f4e-1c1a-4c55-9a59-2b0e6f8f0003";
+    let at = "2024-01-02 03:04:05 UTC";
+    api.transact(
+        &auth,
+        &TransactRequest {
+            steps: vec![json!(["update", "events", id, {"at": at}])],
+            throw_on_missing_attrs: false,
+        },
+    )
+    .unwrap();
+    for condition in [
+        json!(at),
+        json!({"$gte": at}),
+        json!("2024-01-02T03:04:05Z"),
+    ] {
+        let result = api
+            .query(
+                &auth,
+                &QueryRequest {
+                    query: json!({"events": {"$": {"where": {"at": condition}}}}),
+                    inference: false,
+                },
+            )
+            .unwrap_or_else(|error| panic!("{condition}: {error}"));
+        assert_eq!(result["events"][0]["id"], id, "{condition}");
+    }
+}

@@ -1,6 +1,10 @@
 //! Dates as the server writes and checks them: timestamps go out as cheshire's default
 //! `yyyy-MM-dd'T'HH:mm:ss'Z'` (UTC, whole seconds), and a `date` attribute accepts numbers (epoch
 //! milliseconds) and the ISO-8601 strings Postgres reads as `timestamptz`.
+//!
+//! **One parser for the whole engine**: transact stores the epoch milliseconds of a date in
+//! `triples.num`, schema jobs recompute them, and queries compare against them, so all three
+//! must read a date string the same way.
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
@@ -133,7 +137,8 @@ pub(crate) fn parse_date_ms(text: &str) -> Option<f64> {
             sign * (hours * 60 + minutes)
         }
     };
-    Some(ms - (offset_minutes * 60_000) as f64)
+    // Whole milliseconds, the precision `num` is compared at.
+    Some((ms - (offset_minutes * 60_000) as f64).round())
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
