@@ -710,31 +710,19 @@ async fn superadmin_schema_plan(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    schema_plan(state, uri, headers, body, Family::Superadmin).await
+    schema_push_route(
+        state,
+        uri,
+        headers,
+        body,
+        Family::Superadmin,
+        PushStage::Plan,
+    )
+    .await
 }
 
 async fn dash_schema_plan(state: Shared, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    schema_plan(state, uri, headers, body, Family::Dash).await
-}
-
-async fn schema_plan(
-    State(state): Shared,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-    family: Family,
-) -> Response {
-    let body = match read_json_body(&headers, body, state.body).await {
-        Ok(body) => body,
-        Err(error) => return error.into_response(),
-    };
-    let auth = match app_route_auth(&headers, &app_id(&uri), family) {
-        Ok(auth) => auth,
-        Err(error) => return error_response(&error),
-    };
-    let request = push_request(&body);
-    let api = state.api.clone();
-    run(move || api.schema_plan(&auth, &request)).await
+    schema_push_route(state, uri, headers, body, Family::Dash, PushStage::Plan).await
 }
 
 async fn superadmin_schema_apply(
@@ -743,19 +731,36 @@ async fn superadmin_schema_apply(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    schema_apply(state, uri, headers, body, Family::Superadmin).await
+    schema_push_route(
+        state,
+        uri,
+        headers,
+        body,
+        Family::Superadmin,
+        PushStage::Apply,
+    )
+    .await
 }
 
 async fn dash_schema_apply(state: Shared, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    schema_apply(state, uri, headers, body, Family::Dash).await
+    schema_push_route(state, uri, headers, body, Family::Dash, PushStage::Apply).await
 }
 
-async fn schema_apply(
+/// `…/schema/push/plan` and `…/schema/push/apply` take the same body and checks; only the
+/// engine call differs.
+#[derive(Clone, Copy)]
+enum PushStage {
+    Plan,
+    Apply,
+}
+
+async fn schema_push_route(
     State(state): Shared,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
     family: Family,
+    stage: PushStage,
 ) -> Response {
     let body = match read_json_body(&headers, body, state.body).await {
         Ok(body) => body,
@@ -767,7 +772,10 @@ async fn schema_apply(
     };
     let request = push_request(&body);
     let api = state.api.clone();
-    run(move || api.schema_push(&auth, &request)).await
+    match stage {
+        PushStage::Plan => run(move || api.schema_plan(&auth, &request)).await,
+        PushStage::Apply => run(move || api.schema_push(&auth, &request)).await,
+    }
 }
 
 async fn dash_schema_pull(State(state): Shared, uri: Uri, headers: HeaderMap) -> Response {
