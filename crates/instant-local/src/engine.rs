@@ -46,6 +46,11 @@ impl LocalEngine {
     pub fn store(&self) -> &Store {
         &self.store
     }
+
+    /// The workspace's store, shared (for the organisation directory of the same workspace).
+    pub fn shared_store(&self) -> Arc<Store> {
+        Arc::clone(&self.store)
+    }
 }
 
 impl InstantApi for LocalEngine {

@@ -7,7 +7,11 @@
 //! pure: rows in, rows out; no clock, no file) and [`run`] (the streaming driver that reads an
 //! input, runs the transform and writes `02-transform/`). Nothing here knows HTTP.
 
+pub mod apply;
+pub mod conversation;
 pub mod dates;
+pub mod evidence;
+pub mod extract;
 pub mod gen;
 pub mod io;
 pub mod legacy;
@@ -16,6 +20,8 @@ pub mod rules;
 pub mod run;
 pub mod sort;
 pub mod transform;
+pub mod txplan;
+pub mod verify;
 
 pub use model::*;
 pub use rules::{Effect, Rule};

@@ -145,17 +145,45 @@ pub struct SchemaPlanArgs {
     pub http: InstantHttpArgs,
 }
 
+/// Which app a command works on and how it is reached: an embedded workspace (engine in
+/// process, organisations from the workspace) or a real InstantDB server (credentials from a
+/// token file or from Clerk).
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Embedded workspace (created by `threadmig gen --workspace`): its engine runs in process
+    /// and its organisations are the directory. With --instant-api-uri, the engine is reached
+    /// over HTTP instead (`threadmig serve --workspace DIR`).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// The organisation whose app to use; its credentials come from the organisation directory
+    /// (the workspace's, or Clerk with CLERK_SECRET_KEY).
+    #[arg(long, value_name = "ORG_ID")]
+    pub org: Option<String>,
+    /// The InstantDB app to use (with --admin-token-file; with --org it must match the org's app).
+    #[arg(long = "app-id", value_name = "APP_ID")]
+    pub app_id: Option<String>,
+    /// File holding the app's admin token (`-` reads standard input). Tokens are never taken
+    /// from the command line.
+    #[arg(long = "admin-token-file", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Base URL of the organisation directory (Clerk Backend API).
+    #[arg(long = "clerk-api-uri", default_value = "https://api.clerk.com")]
+    pub clerk_api_uri: String,
+    #[command(flatten)]
+    pub http: InstantHttpArgs,
+}
+
 /// How threadmig talks to an InstantDB server: where, and how patiently.
 #[derive(Debug, Clone, Args)]
 pub struct InstantHttpArgs {
     /// Base URL of the InstantDB API (`threadmig serve` prints one for the embedded engine).
+    /// Default: https://api.instantdb.com (with --workspace: the workspace's engine, in process).
     #[arg(
         long = "instant-api-uri",
         visible_alias = "api-uri",
-        value_name = "URI",
-        default_value = "https://api.instantdb.com"
+        value_name = "URI"
     )]
-    pub instant_api_uri: String,
+    pub instant_api_uri: Option<String>,
     /// Seconds one HTTP attempt may take (connect, send, read the answer).
     #[arg(long = "http-timeout-secs", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub http_timeout_secs: u64,
@@ -168,6 +196,17 @@ pub struct InstantHttpArgs {
     /// Requests started per second per app (0: no limit).
     #[arg(long = "http-max-rps", default_value_t = 50.0, value_parser = parse_requests_per_second)]
     pub http_max_rps: f64,
+}
+
+/// The InstantDB API every command talks to unless told otherwise.
+pub const DEFAULT_INSTANT_API_URI: &str = "https://api.instantdb.com";
+
+impl InstantHttpArgs {
+    pub fn api_uri(&self) -> &str {
+        self.instant_api_uri
+            .as_deref()
+            .unwrap_or(DEFAULT_INSTANT_API_URI)
+    }
 }
 
 /// A request rate: a finite number, 0 or more.

@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod connect;
 mod output;
 
 use std::process::ExitCode;

@@ -63,7 +63,7 @@ pub fn run(args: SchemaPlanArgs, json: bool) -> anyhow::Result<Outcome> {
     let loaded = load_schema(&args.schema_file)?;
     let schema = serde_json::to_value(&*loaded.dsl()).context("serialising the schema")?;
     let (auth, token_source) = resolve_auth(&args)?;
-    let api = HttpInstantApi::new(&args.http.instant_api_uri, resilience(&args.http))
+    let api = HttpInstantApi::new(args.http.api_uri(), resilience(&args.http))
         .map_err(|error| anyhow::anyhow!("--instant-api-uri: {}", error.message))?;
     let context = ReportContext {
         app_id: auth.app_id.clone(),

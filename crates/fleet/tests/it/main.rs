@@ -1,0 +1,1 @@
+//! Integration tests of the fleet crate, one module per capability.
