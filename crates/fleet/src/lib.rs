@@ -7,6 +7,7 @@ pub mod gates;
 pub mod issues;
 pub mod ledger;
 pub mod matrix;
+pub mod migrate;
 pub mod registry;
 pub mod runbook;
 pub mod status;

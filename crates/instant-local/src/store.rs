@@ -437,6 +437,13 @@ impl Store {
         rows
     }
 
+    /// The admin token of one app, `None` when the workspace has no such app. The workspace
+    /// database is where the embedded default keeps app tokens; the run ledger finds its own
+    /// app's token here so that no token is ever written anywhere else.
+    pub fn app_admin_token(&self, app_id: &str) -> Result<Option<String>, ApiError> {
+        Ok(lookup_app(&self.conn(), app_id)?.map(|(_, token)| token))
+    }
+
     /// Authenticates an admin API call (`/admin/query`, `/admin/transact`): the app id and the
     /// token must be UUIDs and the pair must exist.
     pub fn authenticate_admin(&self, auth: &AppAuth) -> Result<App, ApiError> {

@@ -10,38 +10,50 @@ pub const SECONDS_THRESHOLD: i64 = 100_000_000_000;
 /// Classifies a JSON value found in a `date` attribute (`null` is the caller's business).
 pub fn classify(value: &Value) -> LegacyDate {
     match value {
-        Value::Number(number) => {
-            let millis = number.as_i64().or_else(|| {
-                number
+        Value::Number(number) => match number.as_i64() {
+            Some(n) => classify_integer(n, &value.to_string()),
+            None => {
+                let millis = number
                     .as_f64()
                     .filter(|f| f.is_finite())
-                    .map(|f| f.floor() as i64)
-            });
-            match millis {
-                Some(m) if m >= SECONDS_THRESHOLD => LegacyDate::Millis(m),
-                Some(s) if s > 0 => LegacyDate::Seconds {
-                    seconds: s,
-                    millis: s.saturating_mul(1000),
-                },
-                _ => LegacyDate::Invalid(value.to_string()),
+                    .map(|f| f.floor() as i64);
+                match millis {
+                    Some(n) => classify_integer(n, &value.to_string()),
+                    None => LegacyDate::Invalid(value.to_string()),
+                }
             }
-        }
-        Value::String(text) => match parse_iso(text) {
-            Some(millis) => LegacyDate::Text {
-                text: text.clone(),
-                millis,
-            },
-            None => match text.trim().parse::<i64>() {
-                // A numeric string: same reading as a number.
-                Ok(n) if n >= SECONDS_THRESHOLD => LegacyDate::Millis(n),
-                Ok(n) if n > 0 => LegacyDate::Seconds {
-                    seconds: n,
-                    millis: n.saturating_mul(1000),
-                },
-                _ => LegacyDate::Invalid(value.to_string()),
-            },
         },
+        Value::String(text) => classify_str(text, &value.to_string()),
         other => LegacyDate::Invalid(other.to_string()),
+    }
+}
+
+/// A date given as a number (`json` is its JSON text, kept when it is not a date).
+pub fn classify_integer(n: i64, json: &str) -> LegacyDate {
+    if n >= SECONDS_THRESHOLD {
+        LegacyDate::Millis(n)
+    } else if n > 0 {
+        LegacyDate::Seconds {
+            seconds: n,
+            millis: n.saturating_mul(1000),
+        }
+    } else {
+        LegacyDate::Invalid(json.to_string())
+    }
+}
+
+/// A date given as a string (`json` is the string's JSON text, kept when it is not a date).
+pub fn classify_str(text: &str, json: &str) -> LegacyDate {
+    match parse_iso(text) {
+        Some(millis) => LegacyDate::Text {
+            text: text.to_string(),
+            millis,
+        },
+        // A numeric string: same reading as a number.
+        None => match text.trim().parse::<i64>() {
+            Ok(n) if n > 0 => classify_integer(n, json),
+            _ => LegacyDate::Invalid(json.to_string()),
+        },
     }
 }
 

@@ -123,6 +123,20 @@ impl AtomicFile {
         })
     }
 
+    /// Flushes the temporary file and hands back a handle on it with the [`FinishedFile`]:
+    /// the caller syncs it (`sync_all`, possibly on another thread) before the commit.
+    pub fn finish_unsynced(mut self) -> io::Result<(FinishedFile, File)> {
+        let writer = self.writer.take().expect("not committed");
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        Ok((
+            FinishedFile {
+                path: std::mem::take(&mut self.path),
+                tmp: std::mem::take(&mut self.tmp),
+            },
+            file,
+        ))
+    }
+
     /// Writes, syncs and renames in one go.
     pub fn commit(self) -> io::Result<()> {
         self.finish()?.commit()
@@ -203,6 +217,8 @@ pub struct DatasetReader<R> {
     finished: bool,
     in_array: bool,
     rows_in_array: u64,
+    copy_rows: bool,
+    row_len: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -212,6 +228,18 @@ enum Frame {
 }
 
 const CHUNK: usize = 1 << 20;
+
+/// The bytes that matter between strings: quotes, brackets and newlines.
+static STRUCTURAL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    let bytes = b"\"{}[]\n\r";
+    while i < bytes.len() {
+        table[bytes[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 impl<R: Read> DatasetReader<R> {
     pub fn new(reader: R) -> Self {
@@ -227,12 +255,26 @@ impl<R: Read> DatasetReader<R> {
             finished: false,
             in_array: false,
             rows_in_array: 0,
+            copy_rows: true,
+            row_len: 0,
         }
     }
 
-    /// The text of the last [`DatasetEvent::Row`].
+    /// Whether [`DatasetReader::row`] holds the row text (the default). Without it the reader
+    /// only delimits rows (offset and [`DatasetReader::row_len`]), which is faster.
+    pub fn copy_rows(mut self, copy: bool) -> Self {
+        self.copy_rows = copy;
+        self
+    }
+
+    /// The text of the last [`DatasetEvent::Row`] (empty when rows are not copied).
     pub fn row(&self) -> &[u8] {
         &self.row
+    }
+
+    /// The length in bytes of the last [`DatasetEvent::Row`] in the file.
+    pub fn row_len(&self) -> u64 {
+        self.row_len
     }
 
     fn offset(&self) -> u64 {
@@ -305,6 +347,8 @@ impl<R: Read> DatasetReader<R> {
 
     /// Copies (or skips) one JSON value starting at the next non-space byte. Structure is
     /// checked (brackets, strings); the full grammar of a row is checked when it is typed.
+    /// Works on whole slices of the buffer: strings are skipped with `memchr`, the bytes
+    /// between them with a table lookup, and copies are bulk.
     fn value(&mut self, mut out: Option<&mut Vec<u8>>) -> Result<(), (u64, String)> {
         let first = match self.peek()? {
             Some(b) => b,
@@ -314,15 +358,19 @@ impl<R: Read> DatasetReader<R> {
             // A scalar: letters, digits, sign, point, exponent.
             let mut any = false;
             while self.fill()? {
-                let b = self.buf[self.pos];
-                if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.')) {
+                let window = &self.buf[self.pos..self.len];
+                let n = window
+                    .iter()
+                    .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.')))
+                    .unwrap_or(window.len());
+                if let Some(out) = out.as_deref_mut() {
+                    out.extend_from_slice(&window[..n]);
+                }
+                self.pos += n;
+                any |= n > 0;
+                if self.pos < self.len {
                     break;
                 }
-                if let Some(out) = out.as_deref_mut() {
-                    out.push(b);
-                }
-                self.pos += 1;
-                any = true;
             }
             if !any {
                 return Err(self.error(format!("unexpected byte 0x{first:02x}, expected a value")));
@@ -374,25 +422,55 @@ impl<R: Read> DatasetReader<R> {
                 }
                 continue;
             }
-            let mut b = self.buf[self.pos];
-            match b {
-                b'"' => in_string = true,
-                b'{' | b'[' => depth.push(b),
-                b'}' | b']' => {
-                    let open = if b == b'}' { b'{' } else { b'[' };
-                    if depth.pop() != Some(open) {
-                        return Err(self.error(format!("unexpected `{}`", b as char)));
+            // Between strings: up to the next byte that matters.
+            let window = &self.buf[self.pos..self.len];
+            let mut copied = 0;
+            let mut i = 0;
+            let mut done = false;
+            while i < window.len() {
+                let b = window[i];
+                if !STRUCTURAL[b as usize] {
+                    i += 1;
+                    continue;
+                }
+                match b {
+                    b'"' => {
+                        in_string = true;
+                        i += 1;
+                        break;
+                    }
+                    b'{' | b'[' => depth.push(b),
+                    b'}' | b']' => {
+                        let open = if b == b'}' { b'{' } else { b'[' };
+                        if depth.pop() != Some(open) {
+                            if let Some(out) = out.as_deref_mut() {
+                                out.extend_from_slice(&window[copied..i]);
+                            }
+                            self.pos += i;
+                            return Err(self.error(format!("unexpected `{}`", b as char)));
+                        }
+                        if depth.is_empty() {
+                            i += 1;
+                            done = true;
+                            break;
+                        }
+                    }
+                    // Newlines between tokens become spaces: a copied row stays on one line.
+                    _ => {
+                        if let Some(out) = out.as_deref_mut() {
+                            out.extend_from_slice(&window[copied..i]);
+                            out.push(b' ');
+                        }
+                        copied = i + 1;
                     }
                 }
-                // Newlines between tokens become spaces: the row stays on one line.
-                b'\n' | b'\r' => b = b' ',
-                _ => {}
+                i += 1;
             }
             if let Some(out) = out.as_deref_mut() {
-                out.push(b);
+                out.extend_from_slice(&window[copied..i]);
             }
-            self.pos += 1;
-            if depth.is_empty() && !in_string {
+            self.pos += i;
+            if done {
                 return Ok(());
             }
         }
@@ -439,10 +517,15 @@ impl<R: Read> DatasetReader<R> {
                 }
                 let at = self.offset();
                 self.row.clear();
-                let mut row = std::mem::take(&mut self.row);
-                let result = self.value(Some(&mut row));
-                self.row = row;
-                result?;
+                if self.copy_rows {
+                    let mut row = std::mem::take(&mut self.row);
+                    let result = self.value(Some(&mut row));
+                    self.row = row;
+                    result?;
+                } else {
+                    self.value(None)?;
+                }
+                self.row_len = self.offset() - at;
                 self.rows_in_array += 1;
                 return Ok(Some(DatasetEvent::Row(at)));
             }

@@ -6,6 +6,8 @@
 //! becomes a [`Reject`]. Invalid JSON is not a row problem but a file problem:
 //! [`RowError::Syntax`], which the reader turns into one error with the byte offset.
 
+use std::borrow::Cow;
+
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::error::Category;
@@ -66,58 +68,436 @@ pub fn type_row(
     text: &[u8],
     ordinal: u64,
 ) -> Result<LegacyRow, RowError> {
-    let fields: IndexMap<String, &RawValue> = match serde_json::from_slice(text) {
-        Ok(fields) => fields,
-        Err(error) if error.classify() == Category::Data => {
-            // Valid JSON of the wrong type, unless the text is also broken further on.
-            if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(text) {
-                return Err(RowError::Syntax {
-                    offset: error_offset(text, &syntax),
-                    error: syntax,
-                });
-            }
-            let kind = match text.iter().find(|b| !b.is_ascii_whitespace()) {
-                Some(b'[') => "an array",
-                Some(b'"') => "a string",
-                Some(b'n') => "null",
-                Some(b't' | b'f') => "a boolean",
-                _ => "a number",
-            };
-            return Err(RowError::Reject(Reject {
-                namespace: namespace.to_string(),
-                id: format!("#{ordinal}"),
-                rule: Rule::RowNotObject,
-                detail: format!("row {ordinal} is {kind}, not an object"),
-            }));
-        }
-        Err(error) => {
-            return Err(RowError::Syntax {
-                offset: error_offset(text, &error),
-                error,
-            })
-        }
+    type_row_with(namespace, text, ordinal, true)
+}
+
+/// [`type_row`] without the big JSON attributes (`content`, `part`, `toolCalls`,
+/// `toolExecutionResults` come back `None`): what a join needs, fast. The members are only
+/// delimited, not validated; the caller must type every row it keeps with [`type_row`] later,
+/// which validates it. A row this rejects is checked by the parser first, so a malformed row
+/// is always a [`RowError::Syntax`], never a reject. Otherwise it sees exactly what
+/// [`type_row`] sees: the same ids, attributes, links and issues.
+pub fn type_row_light(
+    namespace: LegacyNamespace,
+    text: &[u8],
+    ordinal: u64,
+) -> Result<LegacyRow, RowError> {
+    let Some(fields) = split_members(text) else {
+        return type_row_with(namespace, text, ordinal, false);
     };
     let mut typer = Typer {
         namespace,
         ordinal,
+        copy_raw: false,
         issues: Vec::new(),
         ignored: Vec::new(),
     };
-    let row = match namespace {
-        LegacyNamespace::ContextContexts => LegacyRow::Context(typer.context(&fields)?),
-        LegacyNamespace::ContextEvents => LegacyRow::Event(typer.event(&fields)?),
-        LegacyNamespace::StoryExecutions => LegacyRow::Execution(typer.execution(&fields)?),
-        LegacyNamespace::StorySteps => LegacyRow::Step(typer.step(&fields)?),
-        LegacyNamespace::StoryParts => LegacyRow::Part(typer.part(&fields)?),
-    };
-    Ok(row)
+    match typer.row(&fields) {
+        Ok(row) => Ok(row),
+        Err(_) => type_row_with(namespace, text, ordinal, false),
+    }
 }
 
-type Fields<'a> = IndexMap<String, &'a RawValue>;
+/// Delimits the members of a row object without validating their values. `None` when the
+/// parser must decide: not an object, a member name with escapes, a string that may hold a
+/// lone surrogate escape, a structure it does not recognise.
+fn split_members(text: &[u8]) -> Option<Fields<'_>> {
+    let mut i = skip_space(text, 0);
+    if text.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_space(text, i + 1);
+    let mut fields = Fields(Vec::with_capacity(16));
+    if text.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            if text.get(i) != Some(&b'"') {
+                return None;
+            }
+            let end = i + 1 + memchr::memchr2(b'"', b'\\', &text[i + 1..])?;
+            if text[end] != b'"' {
+                return None;
+            }
+            let name = std::str::from_utf8(&text[i + 1..end]).ok()?;
+            i = skip_space(text, end + 1);
+            if text.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_space(text, i + 1);
+            let start = i;
+            i = skip_value(text, i)?;
+            fields.set(Cow::Borrowed(name), Val::Text(&text[start..i]));
+            i = skip_space(text, i);
+            match text.get(i) {
+                Some(b',') => i = skip_space(text, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (skip_space(text, i) == text.len()).then_some(fields)
+}
+
+fn skip_space(text: &[u8], mut i: usize) -> usize {
+    while matches!(text.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the value starting at `i`.
+fn skip_value(text: &[u8], i: usize) -> Option<usize> {
+    match text.get(i)? {
+        b'"' => skip_string(text, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match *text.get(j)? {
+                    b'"' => {
+                        j = skip_string(text, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1)?;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let n = text[i..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(text.len() - i);
+            (n > 0).then_some(i + n)
+        }
+    }
+}
+
+/// The end of the string starting at `i` (its opening quote); `None` when it may hold a lone
+/// surrogate escape (the parser repairs and reports those).
+fn skip_string(text: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', &text[j..])?;
+        if text[k] == b'"' {
+            return Some(k + 1);
+        }
+        if text.get(k + 1) == Some(&b'u') {
+            match hex4(text, k + 2) {
+                Some(0xD800..=0xDBFF) => {
+                    let low = text.get(k + 6) == Some(&b'\\')
+                        && text.get(k + 7) == Some(&b'u')
+                        && hex4(text, k + 8).is_some_and(|u| (0xDC00..=0xDFFF).contains(&u));
+                    if !low {
+                        return None;
+                    }
+                    j = k + 12;
+                    continue;
+                }
+                Some(0xDC00..=0xDFFF) => return None,
+                _ => {}
+            }
+        }
+        j = k + 2;
+    }
+}
+
+fn type_row_with(
+    namespace: LegacyNamespace,
+    text: &[u8],
+    ordinal: u64,
+    copy_raw: bool,
+) -> Result<LegacyRow, RowError> {
+    let Ok(text) = std::str::from_utf8(text) else {
+        // Not UTF-8: the byte reader gives the parser's own error and position.
+        return Err(not_an_object(namespace, text, ordinal));
+    };
+    let repaired;
+    let source = match repair_lone_surrogates(text) {
+        Some(fixed) => {
+            repaired = fixed;
+            repaired.as_str()
+        }
+        None => text,
+    };
+    let fields: Fields = match serde_json::from_str(source) {
+        Ok(fields) => fields,
+        Err(_) => return Err(not_an_object(namespace, source.as_bytes(), ordinal)),
+    };
+    let mut typer = Typer {
+        namespace,
+        ordinal,
+        copy_raw,
+        issues: Vec::new(),
+        ignored: Vec::new(),
+    };
+    if source.len() == text.len() && !std::ptr::eq(source, text) {
+        typer.note_replaced_surrogates(text, source, &fields);
+    }
+    typer.row(&fields)
+}
+
+/// Why `text` did not read as an object: a syntax error (with its offset) or valid JSON of
+/// another type.
+fn not_an_object(namespace: LegacyNamespace, text: &[u8], ordinal: u64) -> RowError {
+    let error = match serde_json::from_slice::<serde::de::IgnoredAny>(text) {
+        Err(error) => error,
+        Ok(_) => match serde_json::from_slice::<IndexMap<String, &RawValue>>(text) {
+            Err(error) if error.classify() != Category::Data => error,
+            // Valid JSON of the wrong type.
+            _ => {
+                let kind = match text.iter().find(|b| !b.is_ascii_whitespace()) {
+                    Some(b'[') => "an array",
+                    Some(b'"') => "a string",
+                    Some(b'n') => "null",
+                    Some(b't' | b'f') => "a boolean",
+                    _ => "a number",
+                };
+                return RowError::Reject(Reject {
+                    namespace: namespace.to_string(),
+                    id: format!("#{ordinal}"),
+                    rule: Rule::RowNotObject,
+                    detail: format!("row {ordinal} is {kind}, not an object"),
+                });
+            }
+        },
+    };
+    RowError::Syntax {
+        offset: error_offset(text, &error),
+        error,
+    }
+}
+
+/// The members of one row object in first-appearance order. A repeated member keeps its
+/// first position and takes its last value (what an object reader that overwrites does).
+struct Fields<'a>(Vec<(Cow<'a, str>, Val<'a>)>);
+
+/// A member's value: validated by the parser ([`type_row`]), or only delimited
+/// ([`type_row_light`], whose rows the full parse validates later).
+#[derive(Clone, Copy)]
+enum Val<'a> {
+    Raw(&'a RawValue),
+    Text(&'a [u8]),
+}
+
+impl<'a> Val<'a> {
+    /// The value's JSON text. A delimited value that is not UTF-8 reads as `null`: the full
+    /// parse reports that row as malformed.
+    fn get(&self) -> &'a str {
+        match self {
+            Val::Raw(raw) => raw.get(),
+            Val::Text(bytes) => std::str::from_utf8(bytes).unwrap_or("null"),
+        }
+    }
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, name: &str) -> Option<Val<'a>> {
+        self.0.iter().find(|(key, _)| key == name).map(|(_, raw)| *raw)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, Val<'a>)> + '_ {
+        self.0.iter().map(|(key, raw)| (key.as_ref(), *raw))
+    }
+
+    fn set(&mut self, name: Cow<'a, str>, value: Val<'a>) {
+        match self.0.iter_mut().find(|(key, _)| *key == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut fields = Fields(Vec::with_capacity(16));
+                while let Some(key) = map.next_key_seed(KeySeed)? {
+                    let value: &'de RawValue = map.next_value()?;
+                    fields.set(key, Val::Raw(value));
+                }
+                Ok(fields)
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// A member name, borrowed from the row text unless it holds escapes.
+struct KeySeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The text between the quotes of a JSON string literal without escapes (most strings):
+/// exactly its value, no decoding needed.
+fn plain_string(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    (memchr::memchr(b'\\', inner.as_bytes()).is_none()).then_some(inner)
+}
+
+/// A link in the admin query's usual shape, `[]`, `null` or `[{"id":"…"},…]` with plain ids
+/// that are not blank, read without the general parser; `None` for anything else.
+fn plain_links(text: &str) -> Option<LinkIds> {
+    let bytes = text.as_bytes();
+    if text == "null" {
+        return Some(Vec::new());
+    }
+    let mut i = skip_space(bytes, 0);
+    if bytes.get(i) != Some(&b'[') {
+        return None;
+    }
+    let mut ids = Vec::new();
+    i = skip_space(bytes, i + 1);
+    if bytes.get(i) == Some(&b']') {
+        return (skip_space(bytes, i + 1) == bytes.len()).then_some(ids);
+    }
+    loop {
+        let expect = |i: usize, byte: u8| -> Option<usize> {
+            (bytes.get(i) == Some(&byte)).then(|| skip_space(bytes, i + 1))
+        };
+        i = expect(i, b'{')?;
+        if bytes.get(i..i + 4) != Some(b"\"id\"") {
+            return None;
+        }
+        i = expect(skip_space(bytes, i + 4), b':')?;
+        let start = i;
+        let end = skip_string(bytes, i)?;
+        let id = plain_string(&text[start..end])?.trim();
+        if id.is_empty() {
+            return None;
+        }
+        ids.push(id.to_string());
+        i = expect(skip_space(bytes, end), b'}')?;
+        match bytes.get(i) {
+            Some(b',') => i = skip_space(bytes, i + 1),
+            Some(b']') => return (skip_space(bytes, i + 1) == bytes.len()).then_some(ids),
+            _ => return None,
+        }
+    }
+}
+
+/// A JSON integer literal in canonical form (`0`, `-12`, `1735689600000`) that fits an i64:
+/// read directly; anything else (fractions, exponents, huge values) goes through the parser.
+fn integer_literal(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text).as_bytes();
+    let canonical = !digits.is_empty()
+        && digits.len() <= 18
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || (digits.len() == 1 && !text.starts_with('-')));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
+/// `text` with every lone UTF-16 surrogate escape (`\ud800` without its low half, or a lone
+/// `\udc00`) replaced by `\ufffd`, or `None` when there is none. JSON allows such escapes;
+/// Unicode (and so every server that stores text as UTF-8) does not. The replacement has the
+/// same length, so byte offsets are unchanged.
+pub fn repair_lone_surrogates(text: &str) -> Option<String> {
+    let positions = lone_surrogate_escapes(text.as_bytes());
+    if positions.is_empty() {
+        return None;
+    }
+    let mut bytes = text.as_bytes().to_vec();
+    for at in positions {
+        bytes[at..at + 6].copy_from_slice(b"\\ufffd");
+    }
+    // Six ASCII bytes replaced by six ASCII bytes: still UTF-8.
+    Some(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// The lone surrogate escapes of `text`, as written (for messages).
+fn lone_surrogates(text: &str) -> Vec<&str> {
+    lone_surrogate_escapes(text.as_bytes())
+        .into_iter()
+        .map(|at| &text[at..at + 6])
+        .collect()
+}
+
+/// Where each lone surrogate escape starts (its backslash).
+fn lone_surrogate_escapes(bytes: &[u8]) -> Vec<usize> {
+    let mut found = Vec::new();
+    let mut i = 0;
+    while let Some(offset) = memchr::memchr(b'\\', &bytes[i..]) {
+        let at = i + offset;
+        if bytes.get(at + 1) != Some(&b'u') {
+            // Any other escape, `\\` included, is two bytes.
+            i = at + 2;
+            continue;
+        }
+        let Some(unit) = hex4(bytes, at + 2) else {
+            i = at + 2;
+            continue;
+        };
+        match unit {
+            0xD800..=0xDBFF => {
+                let paired = bytes.get(at + 6) == Some(&b'\\')
+                    && bytes.get(at + 7) == Some(&b'u')
+                    && hex4(bytes, at + 8).is_some_and(|low| (0xDC00..=0xDFFF).contains(&low));
+                if paired {
+                    i = at + 12;
+                    continue;
+                }
+                found.push(at);
+            }
+            0xDC00..=0xDFFF => found.push(at),
+            _ => {}
+        }
+        i = at + 6;
+    }
+    found
+}
+
+fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
+    let digits = bytes.get(at..at + 4)?;
+    let text = std::str::from_utf8(digits).ok()?;
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u16::from_str_radix(text, 16).ok()
+}
 
 struct Typer {
     namespace: LegacyNamespace,
     ordinal: u64,
+    /// Copy the big JSON attributes (false: a join's view of the row).
+    copy_raw: bool,
     issues: Vec<FieldIssue>,
     ignored: Vec<String>,
 }
@@ -135,6 +515,16 @@ const REVERSE_LABELS: &[&str] = &[
 ];
 
 impl Typer {
+    fn row(&mut self, fields: &Fields) -> Result<LegacyRow, RowError> {
+        Ok(match self.namespace {
+            LegacyNamespace::ContextContexts => LegacyRow::Context(self.context(fields)?),
+            LegacyNamespace::ContextEvents => LegacyRow::Event(self.event(fields)?),
+            LegacyNamespace::StoryExecutions => LegacyRow::Execution(self.execution(fields)?),
+            LegacyNamespace::StorySteps => LegacyRow::Step(self.step(fields)?),
+            LegacyNamespace::StoryParts => LegacyRow::Part(self.part(fields)?),
+        })
+    }
+
     fn issue(&mut self, field: &str, rule: Rule, detail: String) {
         self.issues.push(FieldIssue {
             field: field.to_string(),
@@ -161,9 +551,45 @@ impl Typer {
         })
     }
 
-    fn value(raw: &RawValue) -> Value {
-        // A raw value was validated when the row was read: it parses.
+    fn value(raw: Val) -> Value {
+        // A raw value was validated when the row was read, and its lone surrogates (the one
+        // thing a validated raw value can hold that a `Value` cannot) were replaced: it parses.
         serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+    }
+
+    /// Reports each member whose text held lone surrogate escapes (`original` is the row as
+    /// read, `repaired` the same row with the escapes replaced, byte for byte aligned).
+    fn note_replaced_surrogates(&mut self, original: &str, repaired: &str, fields: &Fields) {
+        let base = repaired.as_ptr() as usize;
+        let mut any = false;
+        for (name, raw) in fields.iter() {
+            let start = raw.get().as_ptr() as usize - base;
+            let was = &original[start..start + raw.get().len()];
+            let escapes = lone_surrogates(was);
+            if !escapes.is_empty() {
+                any = true;
+                let field = if name.is_empty() { "\"\"" } else { name };
+                self.issue(
+                    name,
+                    Rule::InvalidUnicodeReplaced,
+                    format!(
+                        "{field} held the lone surrogate escape {} (not Unicode): replaced by U+FFFD",
+                        escapes.join(", ")
+                    ),
+                );
+            }
+        }
+        if !any {
+            // The escapes were in member names.
+            self.issue(
+                "",
+                Rule::InvalidUnicodeReplaced,
+                format!(
+                    "a member name held the lone surrogate escape {} (not Unicode): replaced by U+FFFD",
+                    lone_surrogates(original).join(", ")
+                ),
+            );
+        }
     }
 
     fn own_id(&mut self, fields: &Fields) -> Result<Uuid, RowError> {
@@ -175,7 +601,11 @@ impl Typer {
                 format!("row {ordinal} has no id"),
             ));
         };
-        let text = match Self::value(raw) {
+        let value = match plain_string(raw.get()) {
+            Some(text) => Value::String(text.to_string()),
+            None => Self::value(raw),
+        };
+        let text = match value {
             Value::String(text) if !text.trim().is_empty() => text,
             other => {
                 return Err(self.reject(
@@ -204,14 +634,24 @@ impl Typer {
         }
     }
 
-    fn date(&mut self, _field: &str, raw: &RawValue) -> Option<LegacyDate> {
+    fn date(&mut self, _field: &str, raw: Val) -> Option<LegacyDate> {
+        let text = raw.get();
+        if let Some(inner) = plain_string(text) {
+            return Some(dates::classify_str(inner, text));
+        }
+        if let Some(millis) = integer_literal(text) {
+            return Some(dates::classify_integer(millis, text));
+        }
         match Self::value(raw) {
             Value::Null => None,
             value => Some(dates::classify(&value)),
         }
     }
 
-    fn string(&mut self, field: &str, raw: &RawValue) -> Option<String> {
+    fn string(&mut self, field: &str, raw: Val) -> Option<String> {
+        if let Some(text) = plain_string(raw.get()) {
+            return Some(text.to_string());
+        }
         match Self::value(raw) {
             Value::Null => None,
             Value::String(text) => Some(text),
@@ -241,13 +681,16 @@ impl Typer {
     }
 
     /// A scalar id attribute (`executionId`, `eventId`, …): trimmed, empty = absent.
-    fn id_attr(&mut self, field: &str, raw: &RawValue) -> Option<String> {
+    fn id_attr(&mut self, field: &str, raw: Val) -> Option<String> {
         let text = self.string(field, raw)?;
         let trimmed = text.trim();
         (!trimmed.is_empty()).then(|| trimmed.to_string())
     }
 
-    fn int(&mut self, field: &str, raw: &RawValue) -> Option<i64> {
+    fn int(&mut self, field: &str, raw: Val) -> Option<i64> {
+        if let Some(n) = integer_literal(raw.get()) {
+            return Some(n);
+        }
         let value = Self::value(raw);
         match &value {
             Value::Null => None,
@@ -296,7 +739,7 @@ impl Typer {
         }
     }
 
-    fn boolean(&mut self, field: &str, raw: &RawValue) -> Option<bool> {
+    fn boolean(&mut self, field: &str, raw: Val) -> Option<bool> {
         match Self::value(raw) {
             Value::Null => None,
             Value::Bool(b) => Some(b),
@@ -311,12 +754,18 @@ impl Typer {
         }
     }
 
-    fn raw(raw: &RawValue) -> Option<Raw> {
-        (raw.get() != "null").then(|| minify(raw))
+    fn raw(&self, raw: Val) -> Option<Raw> {
+        match raw {
+            Val::Raw(raw) if self.copy_raw && raw.get() != "null" => Some(minify(raw)),
+            _ => None,
+        }
     }
 
     /// A link as the admin query returns it (`[{id}]`, `{id}`, `"id"`, `["id"]`, `null`).
-    fn links(&mut self, field: &str, raw: &RawValue) -> LinkIds {
+    fn links(&mut self, field: &str, raw: Val) -> LinkIds {
+        if let Some(ids) = plain_links(raw.get()) {
+            return ids;
+        }
         let mut ids = Vec::new();
         let mut bad = false;
         let mut push = |value: &Value, ids: &mut Vec<String>| match value {
@@ -362,14 +811,14 @@ impl Typer {
             current_execution: Vec::new(),
             issues: Vec::new(),
         };
-        for (name, raw) in fields {
-            match name.as_str() {
+        for (name, raw) in fields.iter() {
+            match name {
                 "id" => {}
                 "createdAt" => row.created_at = self.date(name, raw),
                 "updatedAt" => row.updated_at = self.date(name, raw),
                 "key" => row.key = self.string(name, raw),
                 "status" => row.status = self.string(name, raw),
-                "content" => row.content = Self::raw(raw),
+                "content" => row.content = self.raw(raw),
                 "currentExecution" => row.current_execution = self.links(name, raw),
                 _ => self.ignore(name),
             }
@@ -395,13 +844,13 @@ impl Typer {
         };
         let mut context_attr = None;
         let mut execution_attr = None;
-        for (name, raw) in fields {
-            match name.as_str() {
+        for (name, raw) in fields.iter() {
+            match name {
                 "id" => {}
                 "channel" => row.channel = self.string(name, raw),
                 "createdAt" => row.created_at = self.date(name, raw),
                 "type" => row.kind = self.string(name, raw),
-                "content" => row.content = Self::raw(raw),
+                "content" => row.content = self.raw(raw),
                 "status" => row.status = self.string(name, raw),
                 "context" => row.context = self.links(name, raw),
                 "execution" => row.execution = self.links(name, raw),
@@ -437,8 +886,8 @@ impl Typer {
         };
         let (mut context_attr, mut trigger_attr, mut reaction_attr) = (None, None, None);
         let mut run_ids: [Option<String>; 3] = [None, None, None];
-        for (name, raw) in fields {
-            match name.as_str() {
+        for (name, raw) in fields.iter() {
+            match name {
                 "id" => {}
                 "createdAt" => row.created_at = self.date(name, raw),
                 "updatedAt" => row.updated_at = self.date(name, raw),
@@ -493,8 +942,8 @@ impl Typer {
         let mut results: [Option<Raw>; 3] = [None, None, None];
         let mut calls: [Option<Raw>; 2] = [None, None];
         let mut errors: [Option<String>; 2] = [None, None];
-        for (name, raw) in fields {
-            let field = name.as_str();
+        for (name, raw) in fields.iter() {
+            let field = name;
             match field {
                 "id" => {}
                 "createdAt" => row.created_at = self.date(field, raw),
@@ -514,11 +963,11 @@ impl Typer {
                 "eventId" | "event_id" => first(&mut row.event_id, self.id_attr(field, raw), field),
                 "trigger" => trigger_link = self.links(field, raw),
                 "reaction" => reaction_link = self.links(field, raw),
-                "toolCalls" => calls[0] = Self::raw(raw),
-                "tools" => calls[1] = Self::raw(raw),
-                "toolExecutionResults" => results[0] = Self::raw(raw),
-                "toolResults" => results[1] = Self::raw(raw),
-                "toolOutput" => results[2] = Self::raw(raw),
+                "toolCalls" => calls[0] = self.raw(raw),
+                "tools" => calls[1] = self.raw(raw),
+                "toolExecutionResults" => results[0] = self.raw(raw),
+                "toolResults" => results[1] = self.raw(raw),
+                "toolOutput" => results[2] = self.raw(raw),
                 "continueLoop" => row.continue_loop = self.boolean(field, raw),
                 "errorText" => errors[0] = self.string(field, raw),
                 "error" => match Self::value(raw) {
@@ -562,8 +1011,8 @@ impl Typer {
             issues: Vec::new(),
         };
         let mut content = None;
-        for (name, raw) in fields {
-            let field = name.as_str();
+        for (name, raw) in fields.iter() {
+            let field = name;
             match field {
                 "id" => {}
                 "key" => row.key = self.string(field, raw),
@@ -571,8 +1020,8 @@ impl Typer {
                 "stepId" | "step_id" => first(&mut row.step_id, self.id_attr(field, raw), field),
                 "idx" => row.idx = self.int(field, raw),
                 "type" => row.kind = self.string(field, raw),
-                "part" => row.part = Self::raw(raw),
-                "content" => content = Self::raw(raw),
+                "part" => row.part = self.raw(raw),
+                "content" => content = self.raw(raw),
                 "updatedAt" => row.updated_at = self.date(field, raw),
                 _ => self.ignore(field),
             }

@@ -16,6 +16,7 @@ pub mod gen;
 pub mod io;
 pub mod legacy;
 pub mod model;
+pub mod rehearsal;
 pub mod rules;
 pub mod run;
 pub mod sort;

@@ -104,7 +104,7 @@ rules! {
     DateEpochSeconds = "date_epoch_seconds", Repaired;
     /// An optional date (updatedAt) is not a date; omitted.
     DateInvalid = "date_invalid", Repaired;
-    /// createdAt missing or invalid; derived from linked rows (see the transform), never from now.
+    /// createdAt missing or invalid; derived from linked rows, never from now: an item from its WhatsApp message, else the execution it triggered or answered; an execution from its trigger item, else its first step; a context from its earliest execution or item; a step from its execution.
     CreatedAtDerived = "created_at_derived", Repaired;
     /// channel is missing; `web` is used.
     ChannelDefaulted = "channel_defaulted", Repaired;
@@ -122,9 +122,9 @@ rules! {
     EventIdDerived = "event_id_derived", Repaired;
     /// A link was absent and its id came from a scalar attribute (executionId, stepId, contextId...).
     LinkFromAttribute = "link_from_attribute", Repaired;
-    /// step.executionId differs from the execution link; the link wins and the attribute follows it.
+    /// step.executionId differs from the execution link (another id, or not a UUID); the link wins and the attribute follows it.
     ExecutionIdMismatch = "execution_id_mismatch", Repaired;
-    /// part.stepId differs from the step link; the link wins and the attribute follows it.
+    /// part.stepId differs from the step link (another id, or not a UUID); the link wins and the attribute follows it.
     StepIdMismatch = "step_id_mismatch", Repaired;
     /// The legacy part key differs from <stepId>:<idx>; the key is recomputed.
     PartKeyRecomputed = "part_key_recomputed", Repaired;
@@ -134,6 +134,12 @@ rules! {
     CurrentExecutionDerived = "current_execution_derived", Repaired;
     /// The context key (or a keyless context's thread key, its id) is already taken by another context (the smallest id keeps it); omitted.
     KeyConflict = "key_conflict", Repaired;
+    /// An existing thread_contexts row (another id: a runtime self-heal) holds the context's key; the migrated context and its thread get no key, so the existing row is not overwritten and no history is lost: merging the two is a human decision.
+    ThreadContextKeyConflict = "thread_context_key_conflict", Repaired;
+    /// A required denormalised attribute (step executionId, part stepId) was absent; it is filled from the link.
+    AttributeFromLink = "attribute_from_link", Repaired;
+    /// A string held a lone UTF-16 surrogate escape (valid JSON, not Unicode: the server refuses it); it is replaced by U+FFFD, the rest of the text kept.
+    InvalidUnicodeReplaced = "invalid_unicode_replaced", Repaired;
 
     // ---- link dropped: migrated without one of its links -----------------------------------
     /// A link names a row that does not exist or was not migrated; the link is dropped.

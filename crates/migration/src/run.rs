@@ -3,29 +3,50 @@
 //! `02-transform/`: one NDJSON file per target namespace (ordered by id), `links.ndjson`,
 //! `rejects.ndjson` (both in canonical order) and `summary.json`. All files appear together,
 //! by rename, only when everything succeeded.
+//!
+//! How it stays fast and small (memory follows the join and the sort budget, not the input):
+//!
+//! 1. **Index**: one sequential read delimits every row (offset, length) per namespace; no
+//!    row is copied, nothing is spooled.
+//! 2. **Join** (pass 1): the rows are typed without their big JSON attributes, in parallel over
+//!    contiguous slices; each slice feeds its own [`JoinBuilder`], merged in input order.
+//!    Each row also gets its *cell*: the first byte of its id.
+//! 3. **Map** (pass 2), one target namespace at a time in the order `links.ndjson` needs: the
+//!    rows of a range of cells (as many as fit the sort budget) are read back from the input
+//!    (page cache), typed in full, mapped, serialised and sorted by id in memory, in parallel;
+//!    then written with their links. Id order is cell order, so ranges are written one after
+//!    the other and nothing is ever spilled for the rows themselves.
+//! 4. Files are synced on a background thread as soon as they are complete, then renamed
+//!    together at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::io::{open_ndjson, AtomicFile, DatasetEvent, DatasetReader, FinishedFile, InputError};
-use crate::legacy::{parse_uuid, type_row, RowError};
+use crate::legacy::{parse_uuid, type_row, type_row_light, RowError};
 use crate::model::*;
 use crate::rules::{Effect, Rule};
 use crate::sort::Sorter;
-use crate::transform::{Emitted, JoinBuilder, Options};
+use crate::transform::{part_slot, Emitted, Join, JoinBuilder, Options};
 
 /// Where the legacy rows come from.
 #[derive(Debug, Clone)]
 pub enum Input {
     /// The old scripts' single admin-query document (bare, `{data}` or `{payload: {data}}`).
     Dataset(PathBuf),
-    /// A directory of `<namespace>.ndjson` files (`01-extract/`). A `thread_threads.ndjson`
-    /// there lists threads that already exist (their keys are reused).
+    /// A directory of `<namespace>.ndjson` files (`01-extract/`). Besides the five legacy
+    /// namespaces it may hold rows that already exist in the target: `thread_threads` (their
+    /// keys are reused) and `thread_contexts` (their keys are not taken over), and
+    /// `whatsapp_messages` (their dates date the items that mirror them). The dataset file may
+    /// hold the same namespaces.
     ExtractDir(PathBuf),
 }
 
@@ -35,7 +56,8 @@ pub struct Config {
     /// The `02-transform` directory itself.
     pub out_dir: PathBuf,
     pub options: Options,
-    /// Memory for each sort buffer before it spills to disk.
+    /// Memory for the rows being sorted at one time (and for each other sort buffer) before
+    /// the work is split or spilled to disk.
     pub sort_budget: usize,
 }
 
@@ -53,7 +75,7 @@ pub enum RunError {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
-    /// Rows read per input namespace (legacy, unknown, and `thread_threads` when given).
+    /// Rows read per input namespace (legacy, unknown, and the existing target rows given).
     pub input: BTreeMap<String, u64>,
     /// Rows written per target namespace.
     pub output: BTreeMap<String, u64>,
@@ -66,14 +88,6 @@ pub struct Summary {
     #[serde(skip)]
     pub dropped: BTreeMap<String, u64>,
     pub out: PathBuf,
-}
-
-/// One input namespace stream.
-struct Source {
-    name: String,
-    path: PathBuf,
-    /// For spooled dataset rows: the original offset of each row (u64 LE), and the dataset path.
-    offsets: Option<(PathBuf, PathBuf)>,
 }
 
 /// Removes the work directory however the run ends.
@@ -91,17 +105,1026 @@ fn out_err(path: &Path) -> impl FnOnce(io::Error) -> RunError + '_ {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Sources and the row index
+
+/// One row of an input file: where it is, and its cell (first byte of its id) once known.
+#[derive(Debug, Clone, Copy)]
+struct RowRef {
+    offset: u64,
+    len: u32,
+    cell: u16,
+}
+
+/// Not mapped in pass 2: rejected while typed in pass 1, or not a legacy row.
+const SKIP: u16 = u16::MAX;
+const CELLS: usize = 256;
+
+/// What a namespace of the input is to the transform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Legacy(LegacyNamespace),
+    ExistingThreads,
+    ExistingContexts,
+    /// `whatsapp_messages`: read for dates, reported like any namespace that is not migrated.
+    Whatsapp,
+    Unknown,
+}
+
+impl Kind {
+    fn of(name: &str) -> Kind {
+        match LegacyNamespace::parse(name) {
+            Some(ns) => Kind::Legacy(ns),
+            None => match name {
+                "thread_threads" => Kind::ExistingThreads,
+                "thread_contexts" => Kind::ExistingContexts,
+                "whatsapp_messages" => Kind::Whatsapp,
+                _ => Kind::Unknown,
+            },
+        }
+    }
+}
+
+/// One input namespace: its file and its rows in file order.
+struct Source {
+    name: String,
+    kind: Kind,
+    path: PathBuf,
+    rows: Vec<RowRef>,
+    /// Bytes of the rows of each cell (legacy namespaces, after pass 1).
+    cells: Box<[u64; CELLS]>,
+}
+
+impl Source {
+    fn new(name: String, path: PathBuf) -> Source {
+        Source {
+            kind: Kind::of(&name),
+            name,
+            path,
+            rows: Vec::new(),
+            cells: Box::new([0; CELLS]),
+        }
+    }
+
+    fn push(&mut self, offset: u64, len: u64) -> Result<(), RunError> {
+        let len = u32::try_from(len).map_err(|_| InputError::Malformed {
+            path: self.path.clone(),
+            offset,
+            message: format!("{} row {}: larger than 4 GiB", self.name, self.rows.len() + 1),
+        })?;
+        self.rows.push(RowRef {
+            offset,
+            len,
+            cell: 0,
+        });
+        Ok(())
+    }
+}
+
+/// Delimits the rows of the dataset document in one sequential read.
+fn index_dataset(path: &Path) -> Result<Vec<Source>, RunError> {
+    let file = File::open(path).map_err(|e| InputError::io(path, e))?;
+    let mut reader = DatasetReader::new(file).copy_rows(false);
+    let mut sources: Vec<Source> = Vec::new();
+    let mut current = 0;
+    loop {
+        let event = reader
+            .next_event()
+            .map_err(|(offset, message)| InputError::Malformed {
+                path: path.to_path_buf(),
+                offset,
+                message,
+            })?;
+        match event {
+            None => break,
+            Some(DatasetEvent::Namespace(name)) => {
+                current = match sources.iter().position(|s| s.name == name) {
+                    Some(index) => index,
+                    None => {
+                        sources.push(Source::new(name, path.to_path_buf()));
+                        sources.len() - 1
+                    }
+                };
+            }
+            Some(DatasetEvent::Row(offset)) => {
+                // A row always follows its namespace.
+                if let Some(source) = sources.get_mut(current) {
+                    source.push(offset, reader.row_len())?;
+                }
+            }
+        }
+    }
+    sources.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(sources)
+}
+
+/// Delimits the rows of every `<namespace>.ndjson` of an extract directory.
+fn index_extract_dir(dir: &Path) -> Result<Vec<Source>, RunError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| InputError::io(dir, e))?;
+    let mut sources = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| InputError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(ns) = name.strip_suffix(".ndjson") {
+            if !ns.starts_with('.') {
+                sources.push(Source::new(ns.to_string(), entry.path()));
+            }
+        }
+    }
+    sources.sort_by(|a, b| a.name.cmp(&b.name));
+    if !sources
+        .iter()
+        .any(|s| matches!(s.kind, Kind::Legacy(_)))
+    {
+        return Err(RunError::Usage(format!(
+            "{}: no legacy namespace file (context_contexts.ndjson, context_events.ndjson, story_executions.ndjson, story_steps.ndjson, story_parts.ndjson)",
+            dir.display()
+        )));
+    }
+    for source in &mut sources {
+        let mut reader = open_ndjson(&source.path)?;
+        while let Some((offset, text)) = reader
+            .next_row()
+            .map_err(|e| InputError::io(&source.path, e))?
+        {
+            let len = text.len() as u64;
+            source.push(offset, len)?;
+        }
+    }
+    Ok(sources)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading rows back
+
+/// Rows are read back in windows of consecutive rows of this size at most...
+const WINDOW: u64 = 4 << 20;
+/// ...unless the next wanted row starts this far after the previous one.
+const GAP: u64 = 256 << 10;
+
+/// Calls `f(index, text)` for each row of `rows` that `want` selects, in file order.
+fn for_each_row(
+    file: &File,
+    path: &Path,
+    rows: &[RowRef],
+    want: impl Fn(&RowRef) -> bool,
+    mut f: impl FnMut(usize, &[u8]) -> Result<(), RunError>,
+) -> Result<(), RunError> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        if !want(&rows[i]) {
+            i += 1;
+            continue;
+        }
+        let start = rows[i].offset;
+        let mut end = start + u64::from(rows[i].len);
+        let mut j = i + 1;
+        while j < rows.len() {
+            let row = &rows[j];
+            if !want(row) {
+                j += 1;
+                continue;
+            }
+            let row_end = row.offset + u64::from(row.len);
+            if row.offset < end || row_end - start > WINDOW || row.offset - end > GAP {
+                break;
+            }
+            end = row_end;
+            j += 1;
+        }
+        let size = usize::try_from(end - start).map_err(|_| InputError::Malformed {
+            path: path.to_path_buf(),
+            offset: start,
+            message: "row too large for this platform".into(),
+        })?;
+        buf.resize(size, 0);
+        read_at(file, &mut buf, start).map_err(|e| InputError::io(path, e))?;
+        for (k, row) in rows.iter().enumerate().take(j).skip(i) {
+            if want(row) && row.offset + u64::from(row.len) <= end {
+                let at = (row.offset - start) as usize;
+                f(k, &buf[at..at + row.len as usize])?;
+            }
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = file.try_clone()?;
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
+}
+
+/// Splits `rows` into at most `parts` contiguous ranges of about equal bytes.
+fn split_by_bytes(rows: &[RowRef], parts: usize) -> Vec<Range<usize>> {
+    let total: u64 = rows.iter().map(|r| u64::from(r.len)).sum();
+    let parts = if rows.len() < 2048 || total < (4 << 20) {
+        1
+    } else {
+        parts.max(1)
+    };
+    let mut ranges = Vec::with_capacity(parts);
+    let mut start = 0;
+    let mut acc = 0u64;
+    for (i, row) in rows.iter().enumerate() {
+        acc += u64::from(row.len);
+        if ranges.len() + 1 < parts && acc * parts as u64 >= total * (ranges.len() as u64 + 1) {
+            ranges.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    ranges.push(start..rows.len());
+    ranges
+}
+
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+}
+
+/// Runs `work` on each range of `rows` in parallel; results in range order.
+fn parallel<T: Send>(
+    rows: &[RowRef],
+    work: impl Fn(Range<usize>) -> Result<T, RunError> + Sync,
+) -> Result<Vec<T>, RunError> {
+    let ranges = split_by_bytes(rows, workers());
+    if ranges.len() == 1 {
+        return Ok(vec![work(ranges[0].clone())?]);
+    }
+    let results: Vec<Result<T, RunError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .into_iter()
+            .map(|range| {
+                let work = &work;
+                scope.spawn(move || work(range))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    // The first error in input order is the one reported.
+    results.into_iter().collect()
+}
+
+fn malformed(path: &Path, offset: u64, ns: impl std::fmt::Display, ordinal: u64, error: &serde_json::Error) -> RunError {
+    InputError::Malformed {
+        path: path.to_path_buf(),
+        offset,
+        message: format!("{ns} row {ordinal}: invalid JSON: {}", strip_position(error)),
+    }
+    .into()
+}
+
+fn strip_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.find(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pass 1: the join
+
+/// A part that will be migrated if its step is: the key de-duplication needs these.
+#[derive(Debug, Clone, Copy)]
+struct PartFact {
+    step: Uuid,
+    idx: i64,
+    /// updatedAt in ms (`i64::MIN` when absent or invalid).
+    updated: i64,
+    id: Uuid,
+    ordinal: u64,
+}
+
+/// What pass 1 found in one slice of one source.
+#[derive(Default)]
+struct Light {
+    join: JoinBuilder,
+    rejects: Vec<Reject>,
+    dropped: u64,
+    cells: Vec<u16>,
+    bytes: Vec<u64>,
+    part_facts: Vec<PartFact>,
+    /// Existing target rows: (key, id), in input order.
+    existing: Vec<(String, Uuid)>,
+}
+
+#[derive(serde::Deserialize)]
+struct Existing {
+    id: Option<String>,
+    key: Option<serde_json::Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct SideRow {
+    id: Option<serde_json::Value>,
+    #[serde(rename = "createdAt")]
+    created_at: Option<serde_json::Value>,
+}
+
+fn light_slice(source: &Source, file: &File, range: Range<usize>) -> Result<Light, RunError> {
+    let rows = &source.rows[range.clone()];
+    let mut light = Light {
+        cells: vec![SKIP; rows.len()],
+        bytes: vec![0; CELLS],
+        ..Light::default()
+    };
+    let first = range.start as u64;
+    for_each_row(file, &source.path, rows, |_| true, |k, text| {
+        let ordinal = first + k as u64 + 1;
+        match source.kind {
+            Kind::Legacy(ns) => {
+                let cell = match type_row_light(ns, text, ordinal) {
+                    Ok(row) => light.add(row, ordinal),
+                    Err(RowError::Reject(reject)) => {
+                        light.rejects.push(reject);
+                        light.dropped += 1;
+                        SKIP
+                    }
+                    Err(RowError::Syntax { offset, error }) => {
+                        return Err(malformed(&source.path, rows[k].offset + offset as u64, ns, ordinal, &error));
+                    }
+                };
+                if cell != SKIP {
+                    light.bytes[cell as usize] += text.len() as u64;
+                }
+                light.cells[k] = cell;
+            }
+            Kind::ExistingThreads | Kind::ExistingContexts => {
+                if let Ok(Existing {
+                    id: Some(id),
+                    key: Some(serde_json::Value::String(key)),
+                }) = serde_json::from_slice(text)
+                {
+                    if let Some((id, _)) = parse_uuid(&id) {
+                        light.existing.push((key, id));
+                    }
+                }
+            }
+            Kind::Whatsapp | Kind::Unknown => {
+                let side = serde_json::from_slice::<SideRow>(text).ok();
+                let id_text = match side.as_ref().and_then(|s| s.id.as_ref()) {
+                    Some(serde_json::Value::String(id)) => Some(id.trim().to_string()),
+                    _ => None,
+                };
+                if source.kind == Kind::Whatsapp {
+                    let id = id_text.as_deref().and_then(parse_uuid).map(|(id, _)| id);
+                    let created = side
+                        .and_then(|s| s.created_at)
+                        .and_then(|value| crate::dates::classify(&value).millis());
+                    if let (Some(id), Some(created)) = (id, created) {
+                        light.join.add_whatsapp_message(id, created);
+                    }
+                }
+                light.dropped += 1;
+                light.rejects.push(Reject {
+                    namespace: source.name.clone(),
+                    id: id_text.unwrap_or_else(|| format!("#{ordinal}")),
+                    rule: Rule::UnknownNamespace,
+                    detail: format!("namespace {} is not a legacy story namespace", source.name),
+                });
+            }
+        }
+        Ok(())
+    })?;
+    Ok(light)
+}
+
+impl Light {
+    /// Feeds the join; returns the row's cell.
+    fn add(&mut self, row: LegacyRow, ordinal: u64) -> u16 {
+        let cell = |id: &Uuid| u16::from(id.as_bytes()[0]);
+        match row {
+            LegacyRow::Context(row) => {
+                self.join.add_context(&row);
+                cell(&row.id)
+            }
+            LegacyRow::Execution(row) => {
+                self.join.add_execution(&row);
+                cell(&row.id)
+            }
+            LegacyRow::Step(row) => {
+                self.join.add_step(&row);
+                cell(&row.id)
+            }
+            LegacyRow::Event(row) => {
+                self.join.add_event(&row);
+                cell(&row.id)
+            }
+            LegacyRow::Part(row) => match part_slot(&row) {
+                Some(slot) => {
+                    self.part_facts.push(PartFact {
+                        step: slot.step,
+                        idx: slot.idx,
+                        updated: row
+                            .updated_at
+                            .as_ref()
+                            .and_then(LegacyDate::millis)
+                            .unwrap_or(i64::MIN),
+                        id: slot.id,
+                        ordinal,
+                    });
+                    cell(&slot.id)
+                }
+                // Not migrated, but mapped all the same for its report.
+                None => 0,
+            },
+        }
+    }
+}
+
+/// Parts whose key another part wins (newest updatedAt, then smallest id): ordinal -> (the
+/// winner's id, the key). Parts tied with the winner on both share its id; which of those is
+/// kept is decided on their text, where they meet in pass 2.
+fn part_losers(mut facts: Vec<PartFact>, join: &Join) -> HashMap<u64, (Uuid, String)> {
+    facts.retain(|fact| join.is_step_migrated(&fact.step));
+    facts.sort_unstable_by(|a, b| {
+        (a.step, a.idx)
+            .cmp(&(b.step, b.idx))
+            .then(b.updated.cmp(&a.updated))
+            .then(a.id.cmp(&b.id))
+            .then(a.ordinal.cmp(&b.ordinal))
+    });
+    let mut losers = HashMap::new();
+    for group in facts.chunk_by(|a, b| (a.step, a.idx) == (b.step, b.idx)) {
+        let winner = group[0];
+        for fact in &group[1..] {
+            if (fact.updated, fact.id) != (winner.updated, winner.id) {
+                losers.insert(
+                    fact.ordinal,
+                    (winner.id, format!("{}:{}", winner.step, winner.idx)),
+                );
+            }
+        }
+    }
+    losers
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pass 2: map, sort, write
+
+/// One mapped row: its id, its JSON line and its links (JSON lines, each ending in `\n`).
+#[derive(Debug, Clone, Copy)]
+struct Rec {
+    id: Uuid,
+    start: usize,
+    line: u32,
+    links: u32,
+}
+
+/// What pass 2 produced for one slice of one cell range.
+#[derive(Default)]
+struct Mapped {
+    arena: Vec<u8>,
+    recs: Vec<Rec>,
+    /// `thread_threads` rows (from contexts): (id, line).
+    threads: Vec<(Uuid, Vec<u8>)>,
+    rejects: Vec<Reject>,
+    dropped: u64,
+}
+
+impl Mapped {
+    fn line(&self, rec: &Rec) -> &[u8] {
+        &self.arena[rec.start..rec.start + rec.line as usize]
+    }
+
+    fn links(&self, rec: &Rec) -> &[u8] {
+        let start = rec.start + rec.line as usize;
+        &self.arena[start..start + rec.links as usize]
+    }
+
+    fn take(
+        &mut self,
+        ns: LegacyNamespace,
+        emitted: Emitted,
+        ordinal: u64,
+        losers: &HashMap<u64, (Uuid, String)>,
+    ) {
+        let Emitted {
+            rows,
+            mut links,
+            rejects,
+            dropped,
+        } = emitted;
+        self.rejects.extend(rejects);
+        if dropped {
+            self.dropped += 1;
+            return;
+        }
+        let loser = match ns {
+            LegacyNamespace::StoryParts => losers.get(&ordinal),
+            _ => None,
+        };
+        if let Some((winner, key)) = loser {
+            let id = match rows.first() {
+                Some(row) => row.id().to_string(),
+                None => format!("#{ordinal}"),
+            };
+            self.rejects.push(Reject {
+                namespace: ns.to_string(),
+                id,
+                rule: Rule::PartKeyDuplicate,
+                detail: format!("key {key} is also part {winner}'s (newer or smaller id): not migrated"),
+            });
+            self.dropped += 1;
+            return;
+        }
+        links.sort();
+        links.dedup();
+        for row in rows {
+            if let TargetRow::Thread(thread) = &row {
+                let line = serde_json::to_vec(thread).unwrap_or_default();
+                self.threads.push((thread.id, line));
+                continue;
+            }
+            let start = self.arena.len();
+            write_row(&mut self.arena, &row);
+            let line = self.arena.len() - start;
+            for link in &links {
+                write_link(&mut self.arena, link);
+            }
+            self.recs.push(Rec {
+                id: row.id(),
+                start,
+                line: line as u32,
+                links: (self.arena.len() - start - line) as u32,
+            });
+        }
+    }
+
+    fn sort(&mut self) {
+        let arena = &self.arena;
+        let line = |rec: &Rec| &arena[rec.start..rec.start + rec.line as usize];
+        self.recs
+            .sort_unstable_by(|a, b| a.id.cmp(&b.id).then_with(|| line(a).cmp(line(b))));
+    }
+}
+
+fn write_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    // Serialising the row model cannot fail: string keys, no floats, raw values already valid.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// One line of `links.ndjson` (with its `\n`): what `serde_json` writes for a [`LinkIntent`],
+/// without its generic string escaping (ids are hex, labels are identifiers; a label that
+/// would need escaping goes through `serde_json`).
+fn write_link(out: &mut Vec<u8>, link: &LinkIntent) {
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.extend_from_slice(b"{\"from_ns\":\"");
+    out.extend_from_slice(link.from_ns.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"from_id\":\"");
+    out.extend_from_slice(link.from_id.hyphenated().encode_lower(&mut id).as_bytes());
+    out.extend_from_slice(b"\",\"label\":");
+    if link.label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        out.push(b'"');
+        out.extend_from_slice(link.label.as_bytes());
+        out.push(b'"');
+    } else {
+        write_json(out, &link.label);
+    }
+    out.extend_from_slice(b",\"to_id\":\"");
+    out.extend_from_slice(link.to_id.hyphenated().encode_lower(&mut id).as_bytes());
+    out.extend_from_slice(b"\"}\n");
+}
+
+fn write_row(out: &mut Vec<u8>, row: &TargetRow) {
+    match row {
+        TargetRow::Thread(row) => write_json(out, row),
+        TargetRow::Context(row) => write_json(out, row),
+        TargetRow::Item(row) => write_json(out, row),
+        TargetRow::Execution(row) => write_json(out, row),
+        TargetRow::Step(row) => write_json(out, row),
+        TargetRow::Part(row) => write_json(out, row),
+    }
+}
+
+fn map_slice(
+    source: &Source,
+    ns: LegacyNamespace,
+    file: &File,
+    range: Range<usize>,
+    cells: (u16, u16),
+    join: &Join,
+    losers: &HashMap<u64, (Uuid, String)>,
+) -> Result<Mapped, RunError> {
+    let rows = &source.rows[range.clone()];
+    let first = range.start as u64;
+    let mut out = Mapped::default();
+    let want = |row: &RowRef| row.cell != SKIP && row.cell >= cells.0 && row.cell <= cells.1;
+    for_each_row(file, &source.path, rows, want, |k, text| {
+        let ordinal = first + k as u64 + 1;
+        let row = match type_row(ns, text, ordinal) {
+            Ok(row) => row,
+            // Pass 1 typed the same text the same way: these do not happen.
+            Err(RowError::Reject(reject)) => {
+                out.rejects.push(reject);
+                out.dropped += 1;
+                return Ok(());
+            }
+            Err(RowError::Syntax { offset, error }) => {
+                return Err(malformed(&source.path, rows[k].offset + offset as u64, ns, ordinal, &error));
+            }
+        };
+        let emitted = match row {
+            LegacyRow::Context(row) => join.context(row),
+            LegacyRow::Execution(row) => join.execution(row),
+            LegacyRow::Step(row) => join.step(row),
+            LegacyRow::Event(row) => join.event(row),
+            LegacyRow::Part(row) => join.part(row, ordinal),
+        };
+        out.take(ns, emitted, ordinal, losers);
+        Ok(())
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+/// Cell ranges whose rows fit the budget together (at least one cell each).
+fn plan_passes(bytes: &[u64; CELLS], budget: u64) -> Vec<(u16, u16)> {
+    let mut passes = Vec::new();
+    let mut low = 0;
+    let mut acc = 0;
+    for (cell, size) in bytes.iter().enumerate() {
+        if acc > 0 && acc + size > budget {
+            passes.push((low, cell as u16 - 1));
+            low = cell as u16;
+            acc = 0;
+        }
+        acc += size;
+    }
+    passes.push((low, CELLS as u16 - 1));
+    passes
+}
+
+/// Syncs finished files on a background thread while the work goes on.
+struct Syncer {
+    tx: Option<mpsc::Sender<(PathBuf, File)>>,
+    handle: Option<JoinHandle<Result<(), RunError>>>,
+}
+
+impl Syncer {
+    fn new() -> Syncer {
+        let (tx, rx) = mpsc::channel::<(PathBuf, File)>();
+        let handle = std::thread::spawn(move || {
+            for (path, file) in rx {
+                file.sync_all().map_err(out_err(&path))?;
+            }
+            Ok(())
+        });
+        Syncer {
+            tx: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    fn sync(&self, path: &Path, file: File) {
+        if let Some(tx) = &self.tx {
+            // A send fails only when the thread stopped on an error, reported by `finish`.
+            let _ = tx.send((path.to_path_buf(), file));
+        }
+    }
+
+    fn finish(mut self) -> Result<(), RunError> {
+        self.tx = None;
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The output side of pass 2.
+struct Out<'a> {
+    dir: &'a Path,
+    work: &'a Path,
+    summary: Summary,
+    links: AtomicFile,
+    links_path: PathBuf,
+    link_count: u64,
+    rejects: Sorter,
+    threads: Sorter,
+    finished: Vec<FinishedFile>,
+    syncer: Syncer,
+}
+
+impl Out<'_> {
+    fn reject(&mut self, reject: &Reject) -> Result<(), RunError> {
+        *self
+            .summary
+            .rejects_by_rule
+            .entry(reject.rule.as_str().to_string())
+            .or_default() += 1;
+        let mut key = Vec::with_capacity(reject.namespace.len() + reject.id.len() + 32);
+        key.extend_from_slice(reject.namespace.as_bytes());
+        key.push(0);
+        key.extend_from_slice(reject.id.as_bytes());
+        key.push(0);
+        key.extend_from_slice(reject.rule.as_str().as_bytes());
+        key.push(0);
+        key.extend_from_slice(reject.detail.as_bytes());
+        let mut line = Vec::with_capacity(128);
+        write_json(&mut line, reject);
+        self.rejects.push(&key, &line).map_err(out_err(self.work))
+    }
+
+    fn count_drops(&mut self, namespace: &str, rows: u64) {
+        if rows > 0 {
+            self.summary.rejected += rows;
+            *self.summary.dropped.entry(namespace.to_string()).or_default() += rows;
+        }
+    }
+
+    fn drop_row(&mut self, ns: LegacyNamespace, reject: Reject) -> Result<(), RunError> {
+        debug_assert_eq!(reject.rule.effect(), Effect::Dropped);
+        self.count_drops(ns.as_str(), 1);
+        self.reject(&reject)
+    }
+
+    fn finish_file(&mut self, file: AtomicFile, path: &Path) -> Result<(), RunError> {
+        let (finished, file) = file.finish_unsynced().map_err(out_err(path))?;
+        self.syncer.sync(path, file);
+        self.finished.push(finished);
+        Ok(())
+    }
+
+    /// Maps, sorts and writes one legacy namespace into its target file.
+    fn namespace(
+        &mut self,
+        ns: LegacyNamespace,
+        source: Option<&Source>,
+        join: &Join,
+        losers: &HashMap<u64, (Uuid, String)>,
+        budget: u64,
+    ) -> Result<(), RunError> {
+        let target = ns.target();
+        let path = self.dir.join(target.file_name());
+        let mut file = AtomicFile::create(&path).map_err(out_err(&path))?;
+        let mut count = 0;
+        if let Some(source) = source {
+            let input = File::open(&source.path).map_err(|e| InputError::io(&source.path, e))?;
+            // One cell range is written while the next is mapped: two in memory at most, so
+            // each gets half the budget.
+            let passes = plan_passes(&source.cells, (budget / 2).max(1));
+            let (tx, rx) = mpsc::sync_channel::<Vec<Mapped>>(0);
+            count = std::thread::scope(|scope| -> Result<u64, RunError> {
+                let writer = scope.spawn(|| -> Result<u64, RunError> {
+                    let mut count = 0;
+                    for mapped in rx {
+                        count += self.write_pass(ns, mapped, &mut file, &path)?;
+                    }
+                    Ok(count)
+                });
+                let mut mapping = Ok(());
+                for cells in passes {
+                    let mapped = parallel(&source.rows, |range| {
+                        map_slice(source, ns, &input, range, cells, join, losers)
+                    });
+                    match mapped {
+                        // The writer stopped on an error: it says which.
+                        Ok(mapped) => {
+                            if tx.send(mapped).is_err() {
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            mapping = Err(error);
+                            break;
+                        }
+                    }
+                }
+                drop(tx);
+                let written = writer
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                mapping?;
+                written
+            })?;
+        }
+        self.summary
+            .output
+            .insert(target.as_str().to_string(), count);
+        self.finish_file(file, &path)?;
+        // The links written so far are complete up to this namespace: sync them now.
+        let links = self.links.writer();
+        links.flush().map_err(out_err(&self.links_path))?;
+        let handle = links.get_ref().try_clone().map_err(out_err(&self.links_path))?;
+        self.syncer.sync(&self.links_path, handle);
+        Ok(())
+    }
+
+    /// Writes the rows of one cell range in (id, text) order, each with its links; a repeated
+    /// id is a duplicate legacy row (the first by text is kept).
+    fn write_pass(
+        &mut self,
+        ns: LegacyNamespace,
+        mapped: Vec<Mapped>,
+        file: &mut AtomicFile,
+        path: &Path,
+    ) -> Result<u64, RunError> {
+        for part in &mapped {
+            self.count_drops(ns.as_str(), part.dropped);
+            for reject in &part.rejects {
+                self.reject(reject)?;
+            }
+            for (id, line) in &part.threads {
+                self.threads
+                    .push(id.as_bytes(), line)
+                    .map_err(out_err(self.work))?;
+            }
+        }
+        let mut heads: Vec<usize> = vec![0; mapped.len()];
+        let mut count = 0;
+        let mut kept: Option<(usize, Rec)> = None;
+        let mut run_keys: Vec<String> = Vec::new();
+        loop {
+            // The smallest (id, line) among the slices' sorted records.
+            let mut next: Option<(usize, Rec)> = None;
+            for (slice, part) in mapped.iter().enumerate() {
+                if let Some(rec) = part.recs.get(heads[slice]) {
+                    let better = match &next {
+                        None => true,
+                        Some((s, best)) => (rec.id, part.line(rec)) < (best.id, mapped[*s].line(best)),
+                    };
+                    if better {
+                        next = Some((slice, *rec));
+                    }
+                }
+            }
+            let Some((slice, rec)) = next else { break };
+            heads[slice] += 1;
+            if let Some((kept_slice, kept_rec)) = &kept {
+                if kept_rec.id == rec.id {
+                    let reject = if ns == LegacyNamespace::StoryParts {
+                        if run_keys.is_empty() {
+                            run_keys.push(part_key(mapped[*kept_slice].line(kept_rec)));
+                        }
+                        let key = part_key(mapped[slice].line(&rec));
+                        if run_keys.contains(&key) {
+                            Reject {
+                                namespace: ns.to_string(),
+                                id: rec.id.to_string(),
+                                rule: Rule::PartKeyDuplicate,
+                                detail: format!("key {key} is also part {}'s (newer or smaller id): not migrated", rec.id),
+                            }
+                        } else {
+                            run_keys.push(key);
+                            duplicate_id(ns, rec.id)
+                        }
+                    } else {
+                        duplicate_id(ns, rec.id)
+                    };
+                    self.drop_row(ns, reject)?;
+                    continue;
+                }
+            }
+            kept = Some((slice, rec));
+            run_keys.clear();
+            count += 1;
+            let part = &mapped[slice];
+            let out = file.writer();
+            out.write_all(part.line(&rec))
+                .and_then(|_| out.write_all(b"\n"))
+                .map_err(out_err(path))?;
+            let links = part.links(&rec);
+            if !links.is_empty() {
+                self.link_count += memchr::memchr_iter(b'\n', links).count() as u64;
+                self.links
+                    .writer()
+                    .write_all(links)
+                    .map_err(out_err(&self.links_path))?;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Writes the threads, the links, the reject report and the summary, waits for every file
+    /// to be on disk, then puts them all in place.
+    fn finish(mut self) -> Result<Summary, RunError> {
+        let threads = std::mem::replace(&mut self.threads, Sorter::new(self.work, "threads", 0));
+        self.write_sorted(TargetNamespace::ThreadThreads, threads)?;
+        self.summary.links = self.link_count;
+        let Out {
+            dir,
+            summary,
+            links,
+            links_path,
+            rejects,
+            mut finished,
+            syncer,
+            ..
+        } = self;
+        let mut finish = |file: AtomicFile, path: &Path| -> Result<(), RunError> {
+            let (done, file) = file.finish_unsynced().map_err(out_err(path))?;
+            syncer.sync(path, file);
+            finished.push(done);
+            Ok(())
+        };
+        finish(links, &links_path)?;
+
+        let rejects_path = dir.join("rejects.ndjson");
+        let mut file = AtomicFile::create(&rejects_path).map_err(out_err(&rejects_path))?;
+        rejects
+            .drain(|_, line| {
+                file.writer().write_all(line)?;
+                file.writer().write_all(b"\n")
+            })
+            .map_err(out_err(&rejects_path))?;
+        finish(file, &rejects_path)?;
+
+        let summary_path = dir.join("summary.json");
+        let mut file = AtomicFile::create(&summary_path).map_err(out_err(&summary_path))?;
+        let document = summary_document(&summary);
+        serde_json::to_writer_pretty(file.writer(), &document)
+            .map_err(io::Error::other)
+            .and_then(|_| file.writer().write_all(b"\n"))
+            .map_err(out_err(&summary_path))?;
+        finish(file, &summary_path)?;
+
+        let t0 = std::time::Instant::now(); // TIMING
+        syncer.finish()?;
+        eprintln!("TIMING sync wait {:?}", t0.elapsed()); // TIMING
+        for file in finished {
+            let path = file.path().to_path_buf();
+            file.commit().map_err(out_err(&path))?;
+        }
+        Ok(summary)
+    }
+
+    /// Writes a sorter's lines in order to `name`, skipping repeated keys.
+    fn write_sorted(&mut self, target: TargetNamespace, rows: Sorter) -> Result<(), RunError> {
+        let path = self.dir.join(target.file_name());
+        let mut file = AtomicFile::create(&path).map_err(out_err(&path))?;
+        let mut previous: Option<Vec<u8>> = None;
+        let mut count = 0;
+        rows.drain(|key, line| {
+            if previous.as_deref() == Some(key) {
+                return Ok(());
+            }
+            previous = Some(key.to_vec());
+            count += 1;
+            file.writer().write_all(line)?;
+            file.writer().write_all(b"\n")
+        })
+        .map_err(out_err(&path))?;
+        self.summary
+            .output
+            .insert(target.as_str().to_string(), count);
+        self.finish_file(file, &path)
+    }
+}
+
+fn duplicate_id(ns: LegacyNamespace, id: Uuid) -> Reject {
+    Reject {
+        namespace: ns.to_string(),
+        id: id.to_string(),
+        rule: Rule::DuplicateId,
+        detail: format!("another {ns} row has id {id}; the first by row text is kept"),
+    }
+}
+
+fn part_key(line: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Key {
+        key: String,
+    }
+    serde_json::from_slice::<Key>(line)
+        .map(|k| k.key)
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+
 pub fn run(config: &Config) -> Result<Summary, RunError> {
     let out_dir = &config.out_dir;
     std::fs::create_dir_all(out_dir).map_err(out_err(out_dir))?;
     let work = WorkDir(out_dir.join(format!(".work-{}", std::process::id())));
     std::fs::create_dir_all(&work.0).map_err(out_err(&work.0))?;
+    let budget = config.sort_budget.max(1024);
 
-    let sources = match &config.input {
-        Input::Dataset(path) => split_dataset(path, &work.0)?,
-        Input::ExtractDir(dir) => extract_sources(dir)?,
+    let t0 = std::time::Instant::now(); // TIMING
+    // 1. Index.
+    let mut sources = match &config.input {
+        Input::Dataset(path) => index_dataset(path)?,
+        Input::ExtractDir(dir) => index_extract_dir(dir)?,
     };
-    let source = |name: &str| sources.iter().find(|s| s.name == name);
+
+    eprintln!("TIMING index {:?}", t0.elapsed()); // TIMING
+    // 2. Join.
     let mut summary = Summary {
         input: BTreeMap::new(),
         output: BTreeMap::new(),
@@ -111,276 +1134,89 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
         dropped: BTreeMap::new(),
         out: out_dir.clone(),
     };
-
-    // Pass 1: the join.
-    let mut options = config.options.clone();
-    if let Some(threads) = source("thread_threads") {
-        let mut count = 0;
-        for_each_row(threads, |_, text| {
-            count += 1;
-            #[derive(serde::Deserialize)]
-            struct Existing {
-                id: Option<String>,
-                key: Option<serde_json::Value>,
-            }
-            if let Ok(Existing {
-                id: Some(id),
-                key: Some(serde_json::Value::String(key)),
-            }) = serde_json::from_slice(text)
-            {
-                if let Some((id, _)) = parse_uuid(&id) {
-                    options.existing_threads.entry(key).or_insert(id);
-                }
-            }
-            Ok(())
-        })?;
-        summary.input.insert("thread_threads".into(), count);
-    }
-    let mut join = JoinBuilder::new();
-    for ns in [
-        LegacyNamespace::ContextContexts,
-        LegacyNamespace::StoryExecutions,
-        LegacyNamespace::StorySteps,
-        LegacyNamespace::ContextEvents,
-    ] {
-        let Some(src) = source(ns.as_str()) else {
-            continue;
-        };
-        for_each_typed(src, ns, |_, row| {
-            match row {
-                Ok(LegacyRow::Context(row)) => join.add_context(&row),
-                Ok(LegacyRow::Execution(row)) => join.add_execution(&row),
-                Ok(LegacyRow::Step(row)) => join.add_step(&row),
-                Ok(LegacyRow::Event(row)) => join.add_event(&row),
-                _ => {}
-            }
-            Ok(())
-        })?;
-    }
-    let join = join.finish(&options);
-
-    // Pass 2: map every row; sort the outputs.
-    let budget = config.sort_budget;
-    let mut links = Sorter::new(&work.0, "links", budget / 4);
-    let mut rejects = Sorter::new(&work.0, "rejects", budget / 8);
-    let mut finished: Vec<FinishedFile> = Vec::new();
-    let mut threads = Sorter::new(&work.0, "thread_threads", budget / 4);
-    let mut sink = Sink {
-        links: &mut links,
-        rejects: &mut rejects,
-        summary: &mut summary,
-        work: &work.0,
-    };
-
     for ns in LegacyNamespace::ALL {
-        sink.summary.input.insert(ns.as_str().to_string(), 0);
+        summary.input.insert(ns.as_str().to_string(), 0);
     }
+    let mut options = config.options.clone();
+    let mut builder = JoinBuilder::new();
+    let mut typing_rejects: Vec<(String, Vec<Reject>, u64)> = Vec::new();
+    let mut part_facts = Vec::new();
+    for source in &mut sources {
+        summary
+            .input
+            .insert(source.name.clone(), source.rows.len() as u64);
+        let file = File::open(&source.path).map_err(|e| InputError::io(&source.path, e))?;
+        let slices = {
+            let source: &Source = source;
+            parallel(&source.rows, |range| light_slice(source, &file, range))?
+        };
+        let mut offset = 0;
+        let mut rejects = Vec::new();
+        let mut dropped = 0;
+        for light in slices {
+            builder.merge(light.join);
+            for (k, cell) in light.cells.iter().enumerate() {
+                source.rows[offset + k].cell = *cell;
+            }
+            offset += light.cells.len();
+            for (cell, bytes) in light.bytes.iter().enumerate() {
+                source.cells[cell] += bytes;
+            }
+            rejects.extend(light.rejects);
+            dropped += light.dropped;
+            part_facts.extend(light.part_facts);
+            let existing = match source.kind {
+                Kind::ExistingThreads => Some(&mut options.existing_threads),
+                Kind::ExistingContexts => Some(&mut options.existing_contexts),
+                _ => None,
+            };
+            if let Some(existing) = existing {
+                for (key, id) in light.existing {
+                    existing.entry(key).or_insert(id);
+                }
+            }
+        }
+        typing_rejects.push((source.name.clone(), rejects, dropped));
+    }
+    let join = builder.finish(&options);
+    eprintln!("TIMING light {:?}", t0.elapsed()); // TIMING
+    let losers = part_losers(part_facts, &join);
+    eprintln!("TIMING finish {:?}", t0.elapsed()); // TIMING
+
+    // 3. Map, sort, write.
+    let links_path = out_dir.join("links.ndjson");
+    let mut out = Out {
+        dir: out_dir,
+        work: &work.0,
+        summary,
+        links: AtomicFile::create(&links_path).map_err(out_err(&links_path))?,
+        links_path,
+        link_count: 0,
+        rejects: Sorter::new(&work.0, "rejects", budget / 8),
+        threads: Sorter::new(&work.0, "thread_threads", budget / 4),
+        finished: Vec::new(),
+        syncer: Syncer::new(),
+    };
+    for (name, rejects, dropped) in typing_rejects {
+        out.count_drops(&name, dropped);
+        for reject in &rejects {
+            out.reject(reject)?;
+        }
+    }
+    // The order of `links.ndjson`: by source namespace, then source id.
     for ns in [
         LegacyNamespace::ContextContexts,
         LegacyNamespace::StoryExecutions,
-        LegacyNamespace::StorySteps,
         LegacyNamespace::ContextEvents,
+        LegacyNamespace::StoryParts,
+        LegacyNamespace::StorySteps,
     ] {
-        let target = ns.target();
-        let mut rows = Sorter::new(&work.0, target.as_str(), budget);
-        if let Some(src) = source(ns.as_str()) {
-            let mut count = 0;
-            for_each_typed(src, ns, |_, row| {
-                count += 1;
-                let emitted = match row {
-                    Err(reject) => {
-                        sink.drop_row(ns, reject)?;
-                        return Ok(());
-                    }
-                    Ok(LegacyRow::Context(row)) => join.context(row),
-                    Ok(LegacyRow::Execution(row)) => join.execution(row),
-                    Ok(LegacyRow::Step(row)) => join.step(row),
-                    Ok(LegacyRow::Event(row)) => join.event(row),
-                    Ok(LegacyRow::Part(_)) => unreachable!("parts are read below"),
-                };
-                sink.emitted(ns, emitted, |row| match row.namespace() {
-                    TargetNamespace::ThreadThreads => {
-                        threads.push(row.id().as_bytes(), &row.to_json())
-                    }
-                    _ => rows.push(row.id().as_bytes(), &row.to_json()),
-                })
-            })?;
-            sink.summary.input.insert(ns.as_str().to_string(), count);
-        }
-        finished.push(sink.write_target(ns, target, rows, out_dir)?);
+        let source = sources.iter().find(|s| s.kind == Kind::Legacy(ns));
+        out.namespace(ns, source, &join, &losers, budget as u64)?;
+        eprintln!("TIMING {ns} {:?}", t0.elapsed()); // TIMING
     }
-
-    // Parts: map, then keep one part per key (newest updatedAt, then smallest id), then by id.
-    {
-        const NS: LegacyNamespace = LegacyNamespace::StoryParts;
-        let mut by_key = Sorter::new(&work.0, "thread_parts.bykey", budget);
-        if let Some(src) = source(NS.as_str()) {
-            let mut count = 0;
-            for_each_typed(src, NS, |ordinal, row| {
-                count += 1;
-                let emitted = match row {
-                    Err(reject) => return sink.drop_row(NS, reject),
-                    Ok(LegacyRow::Part(row)) => join.part(row, ordinal),
-                    Ok(_) => unreachable!(),
-                };
-                let Emitted {
-                    rows,
-                    rejects,
-                    dropped,
-                    ..
-                } = emitted;
-                for reject in rejects {
-                    sink.reject(&reject)?;
-                }
-                if dropped {
-                    sink.count_drop(NS);
-                }
-                for row in rows {
-                    if let TargetRow::Part(part) = row {
-                        let updated = part
-                            .updated_at
-                            .as_ref()
-                            .and_then(date_millis)
-                            .unwrap_or(i64::MIN);
-                        let mut key = part.key.as_bytes().to_vec();
-                        key.push(0);
-                        key.extend_from_slice(
-                            &(u64::MAX - (updated as u64 ^ (1 << 63))).to_be_bytes(),
-                        );
-                        key.extend_from_slice(part.id.as_bytes());
-                        by_key
-                            .push(&key, &serde_json::to_vec(&part).expect("serialises"))
-                            .map_err(out_err(sink.work))?;
-                    }
-                }
-                Ok(())
-            })?;
-            sink.summary.input.insert(NS.as_str().to_string(), count);
-        }
-        let mut rows = Sorter::new(&work.0, "thread_parts", budget);
-        let mut previous: Option<(String, Uuid)> = None;
-        let mut pending: Vec<Reject> = Vec::new();
-        let mut err = None;
-        by_key
-            .drain(|_, line| {
-                let part: ThreadPartRow = serde_json::from_slice(line).map_err(io::Error::other)?;
-                match &previous {
-                    Some((key, winner)) if *key == part.key => pending.push(Reject {
-                        namespace: NS.to_string(),
-                        id: part.id.to_string(),
-                        rule: Rule::PartKeyDuplicate,
-                        detail: format!(
-                            "key {key} is also part {winner}'s (newer or smaller id): not migrated"
-                        ),
-                    }),
-                    _ => {
-                        previous = Some((part.key.clone(), part.id));
-                        rows.push(part.id.as_bytes(), line)?;
-                        if let Err(e) = sink.link(&LinkIntent {
-                            from_ns: TargetNamespace::ThreadParts,
-                            from_id: part.id,
-                            label: "step".into(),
-                            to_id: part.step_id,
-                        }) {
-                            err = Some(e);
-                        }
-                    }
-                }
-                Ok(())
-            })
-            .map_err(out_err(&work.0))?;
-        if let Some(e) = err {
-            return Err(e);
-        }
-        for reject in pending {
-            sink.drop_row(NS, reject)?;
-        }
-        finished.push(sink.write_target(NS, TargetNamespace::ThreadParts, rows, out_dir)?);
-    }
-    // Threads (one per migrated context; duplicates come from duplicate contexts, reported there).
-    finished.push(sink.write_sorted(TargetNamespace::ThreadThreads, threads, out_dir, |_| {})?);
-
-    // Unknown namespaces: every row reported.
-    for src in &sources {
-        if LegacyNamespace::parse(&src.name).is_some() || src.name == "thread_threads" {
-            continue;
-        }
-        let mut count = 0;
-        for_each_row(src, |ordinal, text| {
-            count += 1;
-            let id = serde_json::from_slice::<IdOnly>(text)
-                .ok()
-                .and_then(|r| r.id)
-                .map(|id| id.trim().to_string())
-                .unwrap_or_else(|| format!("#{ordinal}"));
-            sink.summary.rejected += 1;
-            *sink.summary.dropped.entry(src.name.clone()).or_default() += 1;
-            sink.reject(&Reject {
-                namespace: src.name.clone(),
-                id,
-                rule: Rule::UnknownNamespace,
-                detail: format!("namespace {} is not a legacy story namespace", src.name),
-            })
-        })?;
-        sink.summary.input.insert(src.name.clone(), count);
-    }
-
-    let links_path = out_dir.join("links.ndjson");
-    let mut file = AtomicFile::create(&links_path).map_err(out_err(&links_path))?;
-    let mut link_count = 0;
-    let mut previous: Vec<u8> = Vec::new();
-    links
-        .drain(|_, line| {
-            // The same link twice (duplicate legacy rows) is written once.
-            if previous == line {
-                return Ok(());
-            }
-            previous.clear();
-            previous.extend_from_slice(line);
-            link_count += 1;
-            file.writer().write_all(line)?;
-            file.writer().write_all(b"\n")
-        })
-        .map_err(out_err(&links_path))?;
-    finished.push(file.finish().map_err(out_err(&links_path))?);
-    summary.links = link_count;
-
-    let rejects_path = out_dir.join("rejects.ndjson");
-    let mut file = AtomicFile::create(&rejects_path).map_err(out_err(&rejects_path))?;
-    rejects
-        .drain(|_, line| {
-            file.writer().write_all(line)?;
-            file.writer().write_all(b"\n")
-        })
-        .map_err(out_err(&rejects_path))?;
-    finished.push(file.finish().map_err(out_err(&rejects_path))?);
-
-    let summary_path = out_dir.join("summary.json");
-    let mut file = AtomicFile::create(&summary_path).map_err(out_err(&summary_path))?;
-    let document = summary_document(&summary);
-    serde_json::to_writer_pretty(file.writer(), &document)
-        .map_err(io::Error::other)
-        .and_then(|_| file.writer().write_all(b"\n"))
-        .map_err(out_err(&summary_path))?;
-    finished.push(file.finish().map_err(out_err(&summary_path))?);
-
-    for file in finished {
-        let path = file.path().to_path_buf();
-        file.commit().map_err(out_err(&path))?;
-    }
-    Ok(summary)
-}
-
-#[derive(serde::Deserialize)]
-struct IdOnly {
-    id: Option<String>,
-}
-
-fn date_millis(date: &DateValue) -> Option<i64> {
-    match date {
-        DateValue::Millis(ms) => Some(*ms),
-        DateValue::Text(text) => crate::dates::parse_iso(text),
-    }
+    drop(sources);
+    out.finish()
 }
 
 /// `summary.json`: the summary plus the rule table (id, effect, description, count).
@@ -405,319 +1241,4 @@ fn summary_document(summary: &Summary) -> serde_json::Value {
         "rejectsByRule": summary.rejects_by_rule,
         "rules": rules,
     })
-}
-
-struct Sink<'a> {
-    links: &'a mut Sorter,
-    rejects: &'a mut Sorter,
-    summary: &'a mut Summary,
-    work: &'a Path,
-}
-
-impl Sink<'_> {
-    fn reject(&mut self, reject: &Reject) -> Result<(), RunError> {
-        *self
-            .summary
-            .rejects_by_rule
-            .entry(reject.rule.as_str().to_string())
-            .or_default() += 1;
-        let mut key = Vec::with_capacity(reject.namespace.len() + reject.id.len() + 32);
-        key.extend_from_slice(reject.namespace.as_bytes());
-        key.push(0);
-        key.extend_from_slice(reject.id.as_bytes());
-        key.push(0);
-        key.extend_from_slice(reject.rule.as_str().as_bytes());
-        key.push(0);
-        key.extend_from_slice(reject.detail.as_bytes());
-        let line = serde_json::to_vec(reject).expect("serialises");
-        self.rejects.push(&key, &line).map_err(out_err(self.work))
-    }
-
-    fn count_drop(&mut self, ns: LegacyNamespace) {
-        self.summary.rejected += 1;
-        *self
-            .summary
-            .dropped
-            .entry(ns.as_str().to_string())
-            .or_default() += 1;
-    }
-
-    fn drop_row(&mut self, ns: LegacyNamespace, reject: Reject) -> Result<(), RunError> {
-        debug_assert_eq!(reject.rule.effect(), Effect::Dropped);
-        self.count_drop(ns);
-        self.reject(&reject)
-    }
-
-    fn link(&mut self, link: &LinkIntent) -> Result<(), RunError> {
-        let mut key = Vec::with_capacity(64);
-        key.extend_from_slice(link.from_ns.as_str().as_bytes());
-        key.push(0);
-        key.extend_from_slice(link.from_id.as_bytes());
-        key.extend_from_slice(link.label.as_bytes());
-        key.push(0);
-        key.extend_from_slice(link.to_id.as_bytes());
-        let line = serde_json::to_vec(link).expect("serialises");
-        self.links.push(&key, &line).map_err(out_err(self.work))
-    }
-
-    fn emitted(
-        &mut self,
-        ns: LegacyNamespace,
-        emitted: Emitted,
-        mut push: impl FnMut(&TargetRow) -> io::Result<()>,
-    ) -> Result<(), RunError> {
-        for reject in &emitted.rejects {
-            self.reject(reject)?;
-        }
-        if emitted.dropped {
-            self.count_drop(ns);
-            return Ok(());
-        }
-        for row in &emitted.rows {
-            push(row).map_err(out_err(self.work))?;
-        }
-        for link in &emitted.links {
-            self.link(link)?;
-        }
-        Ok(())
-    }
-
-    /// Writes a target namespace in id order; a repeated id is a duplicate legacy row.
-    fn write_target(
-        &mut self,
-        ns: LegacyNamespace,
-        target: TargetNamespace,
-        rows: Sorter,
-        out_dir: &Path,
-    ) -> Result<FinishedFile, RunError> {
-        let mut duplicates = Vec::new();
-        let file = self.write_sorted(target, rows, out_dir, |id| duplicates.push(id))?;
-        for id in duplicates {
-            self.drop_row(
-                ns,
-                Reject {
-                    namespace: ns.to_string(),
-                    id: id.to_string(),
-                    rule: Rule::DuplicateId,
-                    detail: format!("another {ns} row has id {id}; the first by row text is kept"),
-                },
-            )?;
-        }
-        Ok(file)
-    }
-
-    fn write_sorted(
-        &mut self,
-        target: TargetNamespace,
-        rows: Sorter,
-        out_dir: &Path,
-        mut duplicate: impl FnMut(Uuid),
-    ) -> Result<FinishedFile, RunError> {
-        let path = out_dir.join(target.file_name());
-        let mut file = AtomicFile::create(&path).map_err(out_err(&path))?;
-        let mut previous: Option<Vec<u8>> = None;
-        let mut count = 0;
-        rows.drain(|key, line| {
-            if previous.as_deref() == Some(key) {
-                duplicate(Uuid::from_slice(key).unwrap_or_default());
-                return Ok(());
-            }
-            previous = Some(key.to_vec());
-            count += 1;
-            file.writer().write_all(line)?;
-            file.writer().write_all(b"\n")
-        })
-        .map_err(out_err(&path))?;
-        self.summary
-            .output
-            .insert(target.as_str().to_string(), count);
-        file.finish().map_err(out_err(&path))
-    }
-}
-
-/// Calls `f(ordinal, text)` for every row of a source; ordinals are 1-based.
-fn for_each_row(
-    source: &Source,
-    mut f: impl FnMut(u64, &[u8]) -> Result<(), RunError>,
-) -> Result<(), RunError> {
-    let mut reader = open_ndjson(&source.path)?;
-    let mut ordinal = 0;
-    while let Some((_, text)) = reader
-        .next_row()
-        .map_err(|e| InputError::io(&source.path, e))?
-    {
-        ordinal += 1;
-        f(ordinal, text)?;
-    }
-    Ok(())
-}
-
-/// Types every row of a source; a syntax error becomes one error with the byte offset in the
-/// original file.
-fn for_each_typed(
-    source: &Source,
-    ns: LegacyNamespace,
-    mut f: impl FnMut(u64, Result<LegacyRow, Reject>) -> Result<(), RunError>,
-) -> Result<(), RunError> {
-    let mut reader = open_ndjson(&source.path)?;
-    let mut ordinal = 0;
-    while let Some((offset, text)) = reader
-        .next_row()
-        .map_err(|e| InputError::io(&source.path, e))?
-    {
-        ordinal += 1;
-        let typed = match type_row(ns, text, ordinal) {
-            Ok(row) => Ok(row),
-            Err(RowError::Reject(reject)) => Err(reject),
-            Err(RowError::Syntax {
-                offset: inner,
-                error,
-            }) => {
-                let (path, start) = match &source.offsets {
-                    Some((offsets, dataset)) => (dataset.clone(), row_offset(offsets, ordinal)?),
-                    None => (source.path.clone(), offset),
-                };
-                return Err(InputError::Malformed {
-                    path,
-                    offset: start + inner as u64,
-                    message: format!(
-                        "{ns} row {ordinal}: invalid JSON: {}",
-                        strip_position(&error)
-                    ),
-                }
-                .into());
-            }
-        };
-        f(ordinal, typed)?;
-    }
-    Ok(())
-}
-
-fn strip_position(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    match text.find(" at line ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
-}
-
-fn row_offset(offsets: &Path, ordinal: u64) -> Result<u64, RunError> {
-    let read = || -> io::Result<u64> {
-        let mut file = File::open(offsets)?;
-        file.seek(SeekFrom::Start((ordinal - 1) * 8))?;
-        let mut bytes = [0u8; 8];
-        file.read_exact(&mut bytes)?;
-        Ok(u64::from_le_bytes(bytes))
-    };
-    read().map_err(|e| InputError::io(offsets, e).into())
-}
-
-fn extract_sources(dir: &Path) -> Result<Vec<Source>, RunError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| InputError::io(dir, e))?;
-    let mut sources = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| InputError::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(ns) = name.strip_suffix(".ndjson") {
-            if !ns.starts_with('.') {
-                sources.push(Source {
-                    name: ns.to_string(),
-                    path: entry.path(),
-                    offsets: None,
-                });
-            }
-        }
-    }
-    sources.sort_by(|a, b| a.name.cmp(&b.name));
-    if !sources
-        .iter()
-        .any(|s| LegacyNamespace::parse(&s.name).is_some())
-    {
-        return Err(RunError::Usage(format!(
-            "{}: no legacy namespace file (context_contexts.ndjson, context_events.ndjson, story_executions.ndjson, story_steps.ndjson, story_parts.ndjson)",
-            dir.display()
-        )));
-    }
-    Ok(sources)
-}
-
-/// Splits the dataset document into one spooled NDJSON file per namespace (and the original
-/// offset of each row), reading it as a stream.
-fn split_dataset(path: &Path, work: &Path) -> Result<Vec<Source>, RunError> {
-    let file = File::open(path).map_err(|e| InputError::io(path, e))?;
-    let mut reader = DatasetReader::new(file);
-    let mut writers: BTreeMap<String, (BufWriter<File>, BufWriter<File>)> = BTreeMap::new();
-    let mut current: Option<String> = None;
-    let malformed = |(offset, message): (u64, String)| InputError::Malformed {
-        path: path.to_path_buf(),
-        offset,
-        message,
-    };
-    loop {
-        let event = reader.next_event().map_err(malformed)?;
-        match event {
-            None => break,
-            Some(DatasetEvent::Namespace(name)) => {
-                if !writers.contains_key(&name) {
-                    let spool = |ext: &str| -> Result<BufWriter<File>, RunError> {
-                        let p = work.join(format!("{}.{ext}", spool_name(&name)));
-                        let f = File::create(&p).map_err(out_err(&p))?;
-                        Ok(BufWriter::with_capacity(1 << 20, f))
-                    };
-                    let pair = (spool("ndjson")?, spool("offsets")?);
-                    writers.insert(name.clone(), pair);
-                }
-                current = Some(name);
-            }
-            Some(DatasetEvent::Row(offset)) => {
-                let name = current.as_ref().expect("a row follows its namespace");
-                let (rows, offsets) = writers.get_mut(name).expect("opened");
-                rows.write_all(reader.row())
-                    .and_then(|_| rows.write_all(b"\n"))
-                    .and_then(|_| offsets.write_all(&offset.to_le_bytes()))
-                    .map_err(out_err(work))?;
-            }
-        }
-    }
-    let mut sources = Vec::new();
-    for (name, (mut rows, mut offsets)) in writers {
-        rows.flush()
-            .and_then(|_| offsets.flush())
-            .map_err(out_err(work))?;
-        sources.push(Source {
-            path: work.join(format!("{}.ndjson", spool_name(&name))),
-            offsets: Some((
-                work.join(format!("{}.offsets", spool_name(&name))),
-                path.to_path_buf(),
-            )),
-            name,
-        });
-    }
-    Ok(sources)
-}
-
-/// A file-name-safe spool name for any namespace key.
-fn spool_name(name: &str) -> String {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
-        name.as_bytes(),
-    ));
-    format!(
-        "{safe}-{:02x}{:02x}{:02x}{:02x}",
-        digest[0], digest[1], digest[2], digest[3]
-    )
-}
-
-#[allow(dead_code)]
-fn open_reader(path: &Path) -> io::Result<BufReader<File>> {
-    Ok(BufReader::new(File::open(path)?))
 }

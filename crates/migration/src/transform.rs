@@ -9,6 +9,7 @@
 //! are never held.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use uuid::Uuid;
 
@@ -17,6 +18,45 @@ use crate::legacy::parse_uuid;
 use crate::model::*;
 use crate::rules::Rule;
 use crate::{derived_part_id, derived_thread_id};
+
+/// Hashes ids (UUIDs, random in practice) with one folded multiply of their two halves: as
+/// well spread as SipHash for such keys, several times faster. The keys are the rows' own ids;
+/// a tenant who crafted colliding ids would only slow its own migration down.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(16);
+        for chunk in &mut chunks {
+            let (a, b) = chunk.split_at(8);
+            let a = u64::from_le_bytes(a.try_into().unwrap_or_default());
+            let b = u64::from_le_bytes(b.try_into().unwrap_or_default());
+            self.0 = fold(self.0 ^ a ^ 0x243f_6a88_85a3_08d3, b ^ 0x1319_8a2e_0370_7344);
+        }
+        for byte in chunks.remainder() {
+            self.0 = fold(self.0 ^ u64::from(*byte), 0xa409_3822_299f_31d0);
+        }
+    }
+
+    fn write_usize(&mut self, _len: usize) {
+        // Only the slice length prefix of a 16-byte id comes here: nothing to mix.
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+fn fold(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// A map keyed by ids, see [`IdHasher`].
+pub type IdMap<V> = HashMap<Uuid, V, BuildHasherDefault<IdHasher>>;
+/// A set of ids, see [`IdHasher`].
+pub type IdSet = HashSet<Uuid, BuildHasherDefault<IdHasher>>;
 
 /// Inputs of the transform besides the rows.
 #[derive(Debug, Clone)]
@@ -28,6 +68,9 @@ pub struct Options {
     pub liveness_window_ms: i64,
     /// `thread_threads` rows that already exist in the target: key -> id (reused).
     pub existing_threads: BTreeMap<String, Uuid>,
+    /// `thread_contexts` rows that already exist in the target: key -> id. A legacy context
+    /// whose key is held by another id is migrated without it (`thread_context_key_conflict`).
+    pub existing_contexts: BTreeMap<String, Uuid>,
 }
 
 impl Default for Options {
@@ -36,6 +79,7 @@ impl Default for Options {
             now_ms: None,
             liveness_window_ms: 15 * 60 * 1000,
             existing_threads: BTreeMap::new(),
+            existing_contexts: BTreeMap::new(),
         }
     }
 }
@@ -236,11 +280,8 @@ fn optional_date(
 struct ContextInfo {
     key: Option<String>,
     created: Option<i64>,
-    created_valid: bool,
     status: Option<String>,
     current: Vec<String>,
-    /// Earliest createdAt of its events (tracked only when its own createdAt is unusable).
-    earliest_event: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -265,25 +306,33 @@ struct StepInfo {
     created: Option<i64>,
     activity: Option<i64>,
     status: Option<String>,
+    iteration: Option<i64>,
+    continue_loop: Option<bool>,
     event_id: bool,
 }
 
-#[derive(Debug, Default)]
-struct EventRef {
-    exists: bool,
+/// What the join keeps of an event: its own createdAt and whether it is `completed`.
+#[derive(Debug, Clone, Copy)]
+struct EventInfo {
     created: Option<i64>,
-    status: Option<String>,
-    trigger_of: Vec<Uuid>,
-    reaction_of: Vec<Uuid>,
+    completed: bool,
 }
 
-/// Pass 1: collects what the join needs. Feed contexts, executions, steps, then events.
+/// Pass 1: collects what the join needs. Rows may come in any order and from several
+/// builders ([`JoinBuilder::merge`]); when a namespace repeats an id, the first row (in input
+/// order) is the one the join sees.
 #[derive(Debug, Default)]
 pub struct JoinBuilder {
-    contexts: HashMap<Uuid, ContextInfo>,
-    executions: HashMap<Uuid, ExecInfo>,
-    steps: HashMap<Uuid, StepInfo>,
-    events: HashMap<Uuid, EventRef>,
+    contexts: IdMap<ContextInfo>,
+    executions: IdMap<ExecInfo>,
+    steps: IdMap<StepInfo>,
+    events: IdMap<EventInfo>,
+    /// Earliest own createdAt of the events of each context.
+    earliest_event: IdMap<i64>,
+    /// WhatsApp messages named by events whose createdAt is unusable.
+    wanted_whatsapp: IdSet,
+    /// `whatsapp_messages` createdAt (epoch ms), first row of an id.
+    whatsapp_created: IdMap<i64>,
 }
 
 /// The execution a step belongs to, and what to report about how it was found.
@@ -292,11 +341,7 @@ fn step_execution(row: &LegacyStep) -> (Option<Uuid>, Vec<(Rule, String)>) {
     let link = resolve_one(&row.execution, "execution", |rule, detail| {
         notes.push((rule, detail))
     });
-    let attr = row
-        .execution_id
-        .as_deref()
-        .and_then(parse_uuid)
-        .map(|(id, _)| id);
+    let attr = denormalised(row.execution_id.as_deref(), "executionId", &mut notes);
     match (link, attr) {
         (Some(link), Some(attr)) if link != attr => {
             notes.push((
@@ -305,7 +350,20 @@ fn step_execution(row: &LegacyStep) -> (Option<Uuid>, Vec<(Rule, String)>) {
             ));
             (Some(link), notes)
         }
-        (Some(link), _) => (Some(link), notes),
+        (Some(link), Some(_)) => (Some(link), notes),
+        (Some(link), None) => {
+            notes.push(match &row.execution_id {
+                Some(text) => (
+                    Rule::ExecutionIdMismatch,
+                    format!("executionId {text:?} is not a UUID; the execution link {link} wins"),
+                ),
+                None => (
+                    Rule::AttributeFromLink,
+                    format!("executionId missing; {link} from the execution link"),
+                ),
+            });
+            (Some(link), notes)
+        }
         (None, Some(attr)) => {
             notes.push((
                 Rule::LinkFromAttribute,
@@ -325,71 +383,218 @@ fn step_execution(row: &LegacyStep) -> (Option<Uuid>, Vec<(Rule, String)>) {
     }
 }
 
+/// A denormalised id attribute (`executionId`, `stepId`) read as a UUID; an upper-case or
+/// padded form is reported, since the attribute written is the canonical one.
+fn denormalised(text: Option<&str>, field: &str, notes: &mut Vec<(Rule, String)>) -> Option<Uuid> {
+    let (id, normalised) = parse_uuid(text?)?;
+    if normalised {
+        notes.push((
+            Rule::IdNormalised,
+            format!("{field} {:?} read as {id}", text.unwrap_or_default()),
+        ));
+    }
+    Some(id)
+}
+
+/// The step a part belongs to (link first, else `stepId`), and what to report about it.
+fn part_step(row: &LegacyPart) -> (Option<Uuid>, Vec<(Rule, String)>) {
+    let mut notes = Vec::new();
+    let link = resolve_one(&row.step, "step", |rule, detail| notes.push((rule, detail)));
+    let attr = denormalised(row.step_id.as_deref(), "stepId", &mut notes);
+    let step = match (link, attr) {
+        (Some(link), Some(attr)) if link != attr => {
+            notes.push((
+                Rule::StepIdMismatch,
+                format!("stepId {attr} differs from the step link {link}; the link wins"),
+            ));
+            Some(link)
+        }
+        (Some(link), Some(_)) => Some(link),
+        (Some(link), None) => {
+            notes.push(match &row.step_id {
+                Some(text) => (
+                    Rule::StepIdMismatch,
+                    format!("stepId {text:?} is not a UUID; the step link {link} wins"),
+                ),
+                None => (
+                    Rule::AttributeFromLink,
+                    format!("stepId missing; {link} from the step link"),
+                ),
+            });
+            Some(link)
+        }
+        (None, Some(attr)) => {
+            notes.push((
+                Rule::LinkFromAttribute,
+                format!("no step link; step {attr} taken from stepId"),
+            ));
+            Some(attr)
+        }
+        (None, None) => None,
+    };
+    (step, notes)
+}
+
+/// Where a part would land: its step (not checked to be migrated), idx and id (its own, else
+/// derived from the key). `None` when the part has no step or no valid idx.
+pub fn part_slot(row: &LegacyPart) -> Option<PartSlot> {
+    let step = quiet_step(row)?;
+    let idx = row.idx.filter(|idx| *idx >= 0)?;
+    let id = row
+        .id
+        .unwrap_or_else(|| derived_part_id(&format!("{step}:{idx}")));
+    Some(PartSlot { step, idx, id })
+}
+
+fn quiet_step(row: &LegacyPart) -> Option<Uuid> {
+    quiet_one(&row.step).or_else(|| {
+        row.step_id
+            .as_deref()
+            .and_then(parse_uuid)
+            .map(|(id, _)| id)
+    })
+}
+
+/// See [`part_slot`]: the key of a part is `<step>:<idx>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartSlot {
+    pub step: Uuid,
+    pub idx: i64,
+    pub id: Uuid,
+}
+
 impl JoinBuilder {
     pub fn new() -> Self {
         Self::default()
     }
 
     pub fn add_context(&mut self, row: &LegacyContext) {
-        let created = millis(&row.created_at);
         self.contexts.entry(row.id).or_insert_with(|| ContextInfo {
             key: row.key.clone(),
-            created,
-            created_valid: created.is_some(),
+            created: millis(&row.created_at),
             status: row.status.clone(),
             current: row.current_execution.clone(),
-            earliest_event: None,
         });
     }
 
     pub fn add_execution(&mut self, row: &LegacyExecution) {
-        let trigger = quiet_one(&row.trigger);
-        let reaction = quiet_one(&row.reaction);
-        if self.executions.contains_key(&row.id) {
-            return;
-        }
-        for (event, as_trigger) in [(trigger, true), (reaction, false)] {
-            if let Some(event) = event {
-                let entry = self.events.entry(event).or_default();
-                if as_trigger {
-                    entry.trigger_of.push(row.id);
-                } else {
-                    entry.reaction_of.push(row.id);
-                }
-            }
-        }
-        let created = millis(&row.created_at);
-        self.executions.insert(
-            row.id,
+        self.executions.entry(row.id).or_insert_with(|| {
+            let created = millis(&row.created_at);
             ExecInfo {
                 context: quiet_one(&row.context),
                 created,
                 activity: millis(&row.updated_at).or(created),
                 status: row.status.clone(),
-                trigger,
-                reaction,
+                trigger: quiet_one(&row.trigger),
+                reaction: quiet_one(&row.reaction),
                 trigger_text: row.trigger.first().cloned(),
                 reaction_text: row.reaction.first().cloned(),
                 ..ExecInfo::default()
-            },
-        );
+            }
+        });
     }
 
     pub fn add_step(&mut self, row: &LegacyStep) {
-        if self.steps.contains_key(&row.id) {
-            return;
-        }
-        let (execution, _) = step_execution(row);
+        self.steps.entry(row.id).or_insert_with(|| {
+            let (execution, _) = step_execution(row);
+            let created = millis(&row.created_at);
+            StepInfo {
+                execution,
+                created,
+                activity: millis(&row.updated_at).or(created),
+                status: row.status.clone(),
+                iteration: row.iteration,
+                continue_loop: row.continue_loop,
+                event_id: row.event_id.is_some(),
+            }
+        });
+    }
+
+    pub fn add_event(&mut self, row: &LegacyEvent) {
         let created = millis(&row.created_at);
-        if let Some(exec) = execution.and_then(|id| self.executions.get_mut(&id)) {
-            let class = classify_run(row.status.as_deref());
+        self.events.entry(row.id).or_insert_with(|| EventInfo {
+            created,
+            completed: row
+                .status
+                .as_deref()
+                .is_some_and(|s| s.trim().eq_ignore_ascii_case("completed")),
+        });
+        match (created, quiet_one(&row.context)) {
+            (Some(created), Some(context)) => {
+                let earliest = self.earliest_event.entry(context).or_insert(created);
+                *earliest = (*earliest).min(created);
+            }
+            (None, _) => {
+                for text in &row.whatsapp_messages {
+                    if let Some((id, _)) = parse_uuid(text) {
+                        self.wanted_whatsapp.insert(id);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A `whatsapp_messages` row's createdAt: an item mirroring that message takes its date
+    /// when the item's own is missing.
+    pub fn add_whatsapp_message(&mut self, id: Uuid, created_ms: i64) {
+        self.whatsapp_created.entry(id).or_insert(created_ms);
+    }
+
+    /// Adds what `later` collected; for an id both saw, this builder's (earlier) row stays.
+    pub fn merge(&mut self, later: JoinBuilder) {
+        fn first_wins<V>(into: &mut IdMap<V>, from: IdMap<V>) {
+            if into.is_empty() {
+                *into = from;
+                return;
+            }
+            for (id, value) in from {
+                into.entry(id).or_insert(value);
+            }
+        }
+        first_wins(&mut self.contexts, later.contexts);
+        first_wins(&mut self.executions, later.executions);
+        first_wins(&mut self.steps, later.steps);
+        first_wins(&mut self.events, later.events);
+        first_wins(&mut self.whatsapp_created, later.whatsapp_created);
+        for (context, created) in later.earliest_event {
+            let earliest = self.earliest_event.entry(context).or_insert(created);
+            *earliest = (*earliest).min(created);
+        }
+        self.wanted_whatsapp.extend(later.wanted_whatsapp);
+    }
+
+    /// Decides everything that depends on several rows.
+    pub fn finish(self, options: &Options) -> Join {
+        let JoinBuilder {
+            contexts,
+            mut executions,
+            steps,
+            events,
+            earliest_event,
+            wanted_whatsapp,
+            mut whatsapp_created,
+        } = self;
+        whatsapp_created.retain(|id, _| wanted_whatsapp.contains(id));
+        let live = |activity: Option<i64>| match (options.now_ms, activity) {
+            (Some(now), Some(at)) => now - at <= options.liveness_window_ms,
+            _ => false,
+        };
+
+        // 0. What each execution's steps say, and which executions name each event (in id
+        //    order, so nothing depends on the input order).
+        for (id, step) in &steps {
+            let Some(exec) = step.execution.and_then(|e| executions.get_mut(&e)) else {
+                continue;
+            };
+            let class = classify_run(step.status.as_deref());
             exec.any_failed_step |= class == Class::Failed;
             let rank = (
-                row.iteration.unwrap_or(-1),
-                created.unwrap_or(i64::MIN),
-                row.id,
+                step.iteration.unwrap_or(-1),
+                step.created.unwrap_or(i64::MIN),
+                *id,
                 class,
-                row.continue_loop,
+                step.continue_loop,
             );
             if exec
                 .last_step
@@ -397,56 +602,31 @@ impl JoinBuilder {
             {
                 exec.last_step = Some(rank);
             }
-            if let Some(created) = created {
+            if let Some(created) = step.created {
                 exec.earliest_step = Some(exec.earliest_step.map_or(created, |e| e.min(created)));
             }
         }
-        self.steps.insert(
-            row.id,
-            StepInfo {
-                execution,
-                created,
-                activity: millis(&row.updated_at).or(created),
-                status: row.status.clone(),
-                event_id: row.event_id.is_some(),
-            },
-        );
-    }
-
-    pub fn add_event(&mut self, row: &LegacyEvent) {
-        let created = millis(&row.created_at);
-        if let Some(entry) = self.events.get_mut(&row.id) {
-            if !entry.exists {
-                entry.exists = true;
-                entry.created = created;
-                entry.status = row.status.clone();
-            }
-        }
-        if let (Some(created), Some(context)) = (created, quiet_one(&row.context)) {
-            if let Some(info) = self.contexts.get_mut(&context) {
-                if !info.created_valid {
-                    info.earliest_event =
-                        Some(info.earliest_event.map_or(created, |e| e.min(created)));
+        let mut event_refs: IdMap<(bool, Vec<Uuid>, Vec<Uuid>)> = IdMap::default();
+        let mut exec_ids: Vec<&Uuid> = executions.keys().collect();
+        exec_ids.sort();
+        for id in exec_ids {
+            let exec = &executions[id];
+            for (event, as_trigger) in [(exec.trigger, true), (exec.reaction, false)] {
+                if let Some(event) = event {
+                    let entry = event_refs
+                        .entry(event)
+                        .or_insert_with(|| (events.contains_key(&event), Vec::new(), Vec::new()));
+                    if as_trigger {
+                        entry.1.push(*id);
+                    } else {
+                        entry.2.push(*id);
+                    }
                 }
             }
         }
-    }
-
-    /// Decides everything that depends on several rows.
-    pub fn finish(self, options: &Options) -> Join {
-        let JoinBuilder {
-            contexts,
-            executions,
-            steps,
-            events,
-        } = self;
-        let live = |activity: Option<i64>| match (options.now_ms, activity) {
-            (Some(now), Some(at)) => now - at <= options.liveness_window_ms,
-            _ => false,
-        };
 
         // 1. Execution createdAt: own, else the trigger item's, else the first step's.
-        let mut exec_created: HashMap<Uuid, (i64, Option<String>)> = HashMap::new();
+        let mut exec_created: IdMap<(i64, Option<String>)> = IdMap::default();
         for (id, exec) in &executions {
             let derived = match exec.created {
                 Some(ms) => Some((ms, None)),
@@ -466,18 +646,18 @@ impl JoinBuilder {
         }
 
         // 2. Context createdAt: own, else the earliest of its executions and events.
-        let mut earliest_exec: HashMap<Uuid, i64> = HashMap::new();
+        let mut earliest_exec: IdMap<i64> = IdMap::default();
         for (id, exec) in &executions {
             if let (Some(ctx), Some((ms, _))) = (exec.context, exec_created.get(id)) {
                 let e = earliest_exec.entry(ctx).or_insert(*ms);
                 *e = (*e).min(*ms);
             }
         }
-        let mut ctx_created: HashMap<Uuid, (i64, Option<String>)> = HashMap::new();
+        let mut ctx_created: IdMap<(i64, Option<String>)> = IdMap::default();
         for (id, ctx) in &contexts {
             let derived = match ctx.created {
                 Some(ms) => Some((ms, None)),
-                None => match (earliest_exec.get(id), ctx.earliest_event) {
+                None => match (earliest_exec.get(id), earliest_event.get(id).copied()) {
                     (Some(a), Some(b)) => Some((
                         (*a).min(b),
                         Some("the earliest linked execution or item".to_string()),
@@ -495,7 +675,7 @@ impl JoinBuilder {
         }
 
         // 3. Which executions migrate: a migrated context and a createdAt.
-        let exec_migrated: HashSet<Uuid> = executions
+        let exec_migrated: IdSet = executions
             .iter()
             .filter(|(id, exec)| {
                 exec_created.contains_key(id)
@@ -505,7 +685,7 @@ impl JoinBuilder {
             .collect();
 
         // 4. Execution statuses.
-        let mut exec_status: HashMap<Uuid, StatusDecision> = HashMap::new();
+        let mut exec_status: IdMap<StatusDecision> = IdMap::default();
         for (id, exec) in &executions {
             let raw = exec.status.as_deref();
             let decided = match classify_run(raw) {
@@ -526,8 +706,7 @@ impl JoinBuilder {
                     let reaction_completed = exec
                         .reaction
                         .and_then(|r| events.get(&r))
-                        .and_then(|e| e.status.as_deref())
-                        .is_some_and(|s| s.trim().eq_ignore_ascii_case("completed"));
+                        .is_some_and(|e| e.completed);
                     let last_done = exec.last_step.is_some_and(|(_, _, _, class, cont)| {
                         class == Class::Completed && cont == Some(false)
                     });
@@ -553,7 +732,7 @@ impl JoinBuilder {
         }
 
         // 5. Steps: which migrate, createdAt, iteration, status.
-        let mut by_exec: HashMap<Uuid, Vec<(i64, Uuid)>> = HashMap::new();
+        let mut by_exec: IdMap<Vec<(i64, Uuid)>> = IdMap::default();
         for (id, step) in &steps {
             if let Some(exec) = step.execution.filter(|e| exec_migrated.contains(e)) {
                 let created = step
@@ -563,14 +742,14 @@ impl JoinBuilder {
                 by_exec.entry(exec).or_default().push((created, *id));
             }
         }
-        let mut step_rank: HashMap<Uuid, i64> = HashMap::new();
+        let mut step_rank: IdMap<i64> = IdMap::default();
         for list in by_exec.values_mut() {
             list.sort();
             for (rank, (_, id)) in list.iter().enumerate() {
                 step_rank.insert(*id, rank as i64);
             }
         }
-        let mut step_status: HashMap<Uuid, StatusDecision> = HashMap::new();
+        let mut step_status: IdMap<StatusDecision> = IdMap::default();
         for (id, step) in &steps {
             let Some(exec) = step.execution else { continue };
             let exec_final = exec_status.get(&exec).map(|s| s.0).unwrap_or("failed");
@@ -611,7 +790,7 @@ impl JoinBuilder {
             };
             step_status.insert(*id, decided);
         }
-        let step_migrated: HashSet<Uuid> = steps
+        let step_migrated: IdSet = steps
             .iter()
             .filter(|(_, step)| step.execution.is_some_and(|e| exec_migrated.contains(&e)))
             .filter(|(_, step)| {
@@ -624,7 +803,7 @@ impl JoinBuilder {
             .collect();
 
         // 6. Contexts: latest execution, current execution, status, thread.
-        let mut latest: HashMap<Uuid, (i64, Uuid)> = HashMap::new();
+        let mut latest: IdMap<(i64, Uuid)> = IdMap::default();
         for id in &exec_migrated {
             let ctx = executions[id].context.unwrap();
             let rank = (exec_created[id].0, *id);
@@ -637,12 +816,21 @@ impl JoinBuilder {
         ctx_ids.sort();
         // Keys: explicit keys first (smallest id keeps a duplicate), then keyless contexts' ids.
         let mut taken: HashMap<String, Uuid> = HashMap::new();
-        let mut decisions: HashMap<Uuid, ContextDecision> = HashMap::new();
+        let mut decisions: IdMap<ContextDecision> = IdMap::default();
         for id in &ctx_ids {
             let ctx = &contexts[id];
             let mut decision = ContextDecision::default();
             if let Some(key) = &ctx.key {
-                if let Some(owner) = taken.get(key) {
+                let existing = options
+                    .existing_contexts
+                    .get(key)
+                    .filter(|existing| *existing != id);
+                if let Some(existing) = existing {
+                    decision.notes.push((
+                        Rule::ThreadContextKeyConflict,
+                        format!("key {key:?} is held by the existing thread_contexts row {existing}: the context and its thread are migrated without it"),
+                    ));
+                } else if let Some(owner) = taken.get(key) {
                     decision.notes.push((
                         Rule::KeyConflict,
                         format!("key {key:?} already belongs to context {owner}: omitted"),
@@ -784,10 +972,8 @@ impl JoinBuilder {
                 .iter()
                 .map(|(id, e)| (*id, (e.trigger_text.clone(), e.reaction_text.clone())))
                 .collect(),
-            events: events
-                .into_iter()
-                .map(|(id, e)| (id, (e.exists, e.trigger_of, e.reaction_of)))
-                .collect(),
+            events: event_refs,
+            whatsapp_created,
             step_migrated,
             step_status,
             step_rank,
@@ -835,16 +1021,18 @@ type StatusDecision = (&'static str, Option<(Rule, String)>);
 
 #[derive(Debug)]
 pub struct Join {
-    contexts: HashMap<Uuid, ContextDecision>,
-    exec_created: HashMap<Uuid, (i64, Option<String>)>,
-    exec_status: HashMap<Uuid, StatusDecision>,
-    exec_migrated: HashSet<Uuid>,
-    exec_events: HashMap<Uuid, (Option<String>, Option<String>)>,
+    contexts: IdMap<ContextDecision>,
+    exec_created: IdMap<(i64, Option<String>)>,
+    exec_status: IdMap<StatusDecision>,
+    exec_migrated: IdSet,
+    exec_events: IdMap<(Option<String>, Option<String>)>,
     /// Events referenced by executions: (exists, trigger of, reaction of).
-    events: HashMap<Uuid, (bool, Vec<Uuid>, Vec<Uuid>)>,
-    step_migrated: HashSet<Uuid>,
-    step_status: HashMap<Uuid, StatusDecision>,
-    step_rank: HashMap<Uuid, i64>,
+    events: IdMap<(bool, Vec<Uuid>, Vec<Uuid>)>,
+    /// createdAt of the WhatsApp messages named by items without a usable createdAt.
+    whatsapp_created: IdMap<i64>,
+    step_migrated: IdSet,
+    step_status: IdMap<StatusDecision>,
+    step_rank: IdMap<i64>,
 }
 
 const ITEM_TYPES: &[(&str, &str)] = &[
@@ -1115,16 +1303,25 @@ impl Join {
         let id = row.id;
         out.issues(NS, id, &row.issues);
         let refs = self.events.get(&id);
-        // createdAt: own, else the execution that triggered or answered with it.
-        let derived = refs
-            .and_then(|(_, triggers, reactions)| {
+        // createdAt: own, else the WhatsApp message the item mirrors (the exact instant),
+        // else the execution that triggered or answered with it.
+        let from_whatsapp = row
+            .whatsapp_messages
+            .iter()
+            .filter_map(|text| parse_uuid(text))
+            .filter_map(|(wa, _)| self.whatsapp_created.get(&wa).map(|ms| (*ms, wa)))
+            .min()
+            .map(|(ms, wa)| (ms, format!("whatsapp_messages {wa}'s createdAt")));
+        let derived = from_whatsapp.or_else(|| {
+            refs.and_then(|(_, triggers, reactions)| {
                 triggers
                     .iter()
                     .chain(reactions)
                     .filter_map(|e| self.exec_created.get(e).map(|c| (c.0, *e)))
                     .min()
             })
-            .map(|(ms, exec)| (ms, format!("execution {exec}'s createdAt")));
+            .map(|(ms, exec)| (ms, format!("execution {exec}'s createdAt")))
+        });
         let Some(created) = required_date(NS, &id, "createdAt", &row.created_at, derived, &mut out)
         else {
             return out;
@@ -1269,31 +1466,7 @@ impl Join {
             .map(|id| id.to_string())
             .unwrap_or_else(|| format!("#{ordinal}"));
         out.issues(NS, &report_id, &row.issues);
-        let mut notes = Vec::new();
-        let link = resolve_one(&row.step, "step", |rule, detail| notes.push((rule, detail)));
-        let attr = row
-            .step_id
-            .as_deref()
-            .and_then(parse_uuid)
-            .map(|(id, _)| id);
-        let step = match (link, attr) {
-            (Some(link), Some(attr)) if link != attr => {
-                notes.push((
-                    Rule::StepIdMismatch,
-                    format!("stepId {attr} differs from the step link {link}; the link wins"),
-                ));
-                Some(link)
-            }
-            (Some(link), _) => Some(link),
-            (None, Some(attr)) => {
-                notes.push((
-                    Rule::LinkFromAttribute,
-                    format!("no step link; step {attr} taken from stepId"),
-                ));
-                Some(attr)
-            }
-            (None, None) => None,
-        };
+        let (step, notes) = part_step(&row);
         for (rule, detail) in notes {
             out.report(NS, &report_id, rule, detail);
         }

@@ -35,13 +35,333 @@ pub enum Command {
     /// Serve the embedded InstantDB-compatible engine over HTTP (the real service's routes),
     /// printing its base URL as the first line on stdout; runs until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
+    /// Read one app's legacy namespaces (and its existing thread_threads) through the Instant
+    /// API, paged with limit/offset, into <artifacts>/runs/<run id>/01-extract/ (read-only).
+    Extract(ExtractArgs),
     /// Transform extracted legacy rows (story model) into thread V1 rows, link intents and a
     /// reject report in `02-transform/` (pure and deterministic; nothing is sent anywhere).
     Transform(TransformArgs),
+    /// Check the data-model §3.4 invariants on the target app after apply, against the run's
+    /// 01-extract/ and 02-transform/; writes 04-verify/verify.result.json (read-only; exit 1
+    /// when an invariant fails or cannot be checked).
+    Verify(VerifyArgs),
+    /// Turn a run's 02-transform/ into Instant transact steps (`update` + `link`, no
+    /// `delete`), batched in canonical order, in 03-apply/tx-plan.ndjson with its sha256.
+    TxPlan(TxPlanArgs),
+    /// Apply a run's tx plan to the target app in journaled batches (resumable; a finished
+    /// plan is never sent again). Needs --approve <sha256> of the reviewed plan (or typing it
+    /// at a terminal prompt); --dry-run shows the plan and the target and sends nothing.
+    Apply(ApplyArgs),
+    /// Repair `conversation_history_orphan` for one tender: give each of its awards the
+    /// context and thread `award_<awardId>` and one thread item per WhatsApp message of its
+    /// conversation, link the conversation messages, verify the timeline. Idempotent; exit 1
+    /// when rows were rejected or the verification fails.
+    BackfillConversations(BackfillConversationsArgs),
     /// Generate a deterministic synthetic legacy (story model) fleet with every edge case of
     /// data-model §5.3 injected, as files and/or into an embedded workspace, with a manifest
     /// of what was injected and what the migration must do with it.
     Gen(GenArgs),
+    /// The gated migration of one org (--org) or a wave (--org-ids, --canary first): snapshot,
+    /// plan, gates, schema push, extract, transform, tx plan, rehearsal on an embedded copy,
+    /// approval of the plan's sha256, apply (journaled, resumable), verify, report, ledger.
+    Migrate(MigrateArgs),
+    /// Check that what the next commands need is available: CLERK_SECRET_KEY (presence only,
+    /// never printed) or, with --workspace, an embedded workspace (exit 1 when missing).
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// Plan the target schema for every organisation (or --org-ids) concurrently, grade and
+    /// classify each org, and write schema-plan-org-matrix.{json,md} (read-only; exit 0 when
+    /// every org is safe, 1 when not, 2 on error).
+    Matrix(MatrixArgs),
+    /// Root cause of every matrix row that is not safe; for schema_duplicate_link the legacy
+    /// owner, a sanitised trial plan and the two-phase hint. Writes
+    /// schema-plan-diagnostics.{json,md} (read-only; exit 1 when a row blocks).
+    Diagnose(DiagnoseArgs),
+    /// Per-org cases with ordered actions (manual_check / command / human_gate) from the matrix
+    /// and its diagnostics; writes migration-case-runbook.{json,md} and the case folders
+    /// (exit 1 when a case blocks).
+    Runbook(RunbookArgs),
+    /// Judge the nine hot-deploy gates on the preflight scan, the model plan and the org
+    /// matrix; writes hot-deploy-gates.{json,md}. A missing or unreadable input fails its gates
+    /// closed (`missing_input`). Exit 1 when a gate does not pass, also with --allow-unsafe,
+    /// which only records which failed gates the operator overrode.
+    Gates(GatesArgs),
+    /// Migration status per organisation (blocked_plan, planned_only, applied_unverified,
+    /// migrated_verified) from the org matrix and the run evidence (hash-checked run folders
+    /// and the run ledger); writes migration-status.{json,md} and prints the table.
+    Status(StatusArgs),
+    /// The scenario registry: failure signatures of run reports grouped into scenarios with
+    /// their deterministic actions.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// The run ledger: runs, steps, artifacts and reports as migration-domain entities in a
+    /// ledger app (the embedded workspace's, or --ledger-app-id). No secret is ever stored.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct GatesArgs {
+    /// Artifacts root: inputs are read from and reports written under it unless the flags
+    /// below say otherwise.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// The preflight scan (default <artifacts>/preflight/scan.json, from `threadmig scan`).
+    #[arg(long, value_name = "FILE")]
+    pub preflight: Option<PathBuf>,
+    /// The model plan (default <artifacts>/reports/story-thread-model-plan.json, from
+    /// `threadmig model-plan`).
+    #[arg(long = "model-plan", value_name = "FILE")]
+    pub model_plan: Option<PathBuf>,
+    /// The org matrix (default <artifacts>/reports/schema-plan-org-matrix.json, from
+    /// `threadmig matrix`).
+    #[arg(long, value_name = "FILE")]
+    pub matrix: Option<PathBuf>,
+    /// The JSON report (default <artifacts>/reports/hot-deploy-gates.json).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The Markdown report (default <artifacts>/reports/hot-deploy-gates.md).
+    #[arg(long = "out-md", value_name = "FILE")]
+    pub out_md: Option<PathBuf>,
+    /// Run id recorded in the report.
+    #[arg(long = "run-id", value_name = "RUN_ID")]
+    pub run_id: Option<String>,
+    /// Record that the operator proceeds past failed gates (diagnostics only): the report
+    /// keeps `ok: false` and lists the overridden gates; gates with a missing input cannot be
+    /// overridden.
+    #[arg(long = "allow-unsafe")]
+    pub allow_unsafe: bool,
+}
+
+/// Which ledger app to use when it is not the embedded workspace's.
+#[derive(Debug, Clone, Args)]
+pub struct LedgerArgs {
+    /// An InstantDB app to use as the ledger (with --ledger-token-file) instead of the
+    /// embedded workspace's ledger app. The migration-domain schema is pushed to it when it
+    /// lacks it (only additive changes).
+    #[arg(long = "ledger-app-id", value_name = "APP_ID", requires = "ledger_token_file")]
+    pub ledger_app_id: Option<String>,
+    /// File holding the ledger app's admin token (`-` reads standard input).
+    #[arg(long = "ledger-token-file", value_name = "FILE", requires = "ledger_app_id")]
+    pub ledger_token_file: Option<PathBuf>,
+}
+
+/// Where the ledger lives: the embedded workspace's ledger app (created on first record), or
+/// an InstantDB app given by id.
+#[derive(Debug, Clone, Args)]
+pub struct LedgerSourceArgs {
+    /// Embedded workspace whose ledger app to use (created there on first record).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    #[command(flatten)]
+    pub http: InstantHttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Artifacts root: the matrix and run folders (<artifacts>/runs/) are read from it and the
+    /// reports written under it unless the flags below say otherwise.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// The org matrix (default <artifacts>/reports/schema-plan-org-matrix.json).
+    #[arg(long, value_name = "FILE")]
+    pub matrix: Option<PathBuf>,
+    /// The JSON report (default <artifacts>/reports/migration-status.json).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The Markdown report (default <artifacts>/reports/migration-status.md).
+    #[arg(long = "out-md", value_name = "FILE")]
+    pub out_md: Option<PathBuf>,
+    /// Run id recorded in the report.
+    #[arg(long = "run-id", value_name = "RUN_ID")]
+    pub run_id: Option<String>,
+    /// Exit 1 unless every organisation is migrated_verified.
+    #[arg(long = "require-all-verified")]
+    pub require_all_verified: bool,
+    #[command(flatten)]
+    pub source: LedgerSourceArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Rebuild artifacts/reports/scenario-registry.json and references/scenario-registry.md
+    /// from the matrix, diagnostics, pipeline reports, run folders and the ledger.
+    Update(RegistryUpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryUpdateArgs {
+    /// Artifacts root: reports (<artifacts>/reports/) and run folders (<artifacts>/runs/).
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// More report files to read (`*` allowed in the file name, e.g. an old
+    /// `reports/migration.temp-domain.*.json`); repeatable.
+    #[arg(long = "reports-glob", value_name = "PATTERN")]
+    pub reports_glob: Vec<PathBuf>,
+    /// The JSON registry (default <artifacts>/reports/scenario-registry.json).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The Markdown registry.
+    #[arg(long = "out-md", value_name = "FILE", default_value = "references/scenario-registry.md")]
+    pub out_md: PathBuf,
+    #[command(flatten)]
+    pub source: LedgerSourceArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Record run folders (their stages, every file of the manifest, hash-checked) and report
+    /// files into the ledger; re-recording writes nothing new.
+    Record(LedgerRecordArgs),
+    /// Show what the ledger holds: runs, their steps, artifacts and reports.
+    Show(LedgerShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LedgerRecordArgs {
+    /// Artifacts root holding runs/<run id>/.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// The run to record (repeatable). Without a run folder, the run is recorded from its
+    /// --report files alone.
+    #[arg(long = "run-id", value_name = "RUN_ID")]
+    pub run_ids: Vec<String>,
+    /// Record every run folder under <artifacts>/runs/.
+    #[arg(long, conflicts_with = "run_ids")]
+    pub all: bool,
+    /// A report file to record with the run (repeatable; needs exactly one --run-id).
+    #[arg(long = "report", value_name = "FILE")]
+    pub reports: Vec<PathBuf>,
+    #[command(flatten)]
+    pub source: LedgerSourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LedgerShowArgs {
+    /// Only this run.
+    #[arg(long = "run-id", value_name = "RUN_ID")]
+    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub source: LedgerSourceArgs,
+}
+
+/// Where the fleet commands find the organisations and their apps: an embedded workspace
+/// (its organisations and, without --instant-api-uri, its engine in process) or Clerk
+/// (CLERK_SECRET_KEY) and an InstantDB server.
+#[derive(Debug, Clone, Args)]
+pub struct FleetSourceArgs {
+    /// Embedded workspace (created by `threadmig gen --workspace`): its organisations are the
+    /// directory and its engine runs in process, or is reached over HTTP with --instant-api-uri
+    /// (`threadmig serve --workspace DIR`).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Base URL of the organisation directory (Clerk Backend API; secret from CLERK_SECRET_KEY).
+    #[arg(long = "clerk-api-uri", default_value = "https://api.clerk.com")]
+    pub clerk_api_uri: String,
+    #[command(flatten)]
+    pub http: InstantHttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// The target schema (instant.schema.ts, JSON, or builtin:<name>).
+    #[arg(long = "schema-file", value_name = "SCHEMA", default_value = "builtin:thread-v1")]
+    pub schema_file: String,
+    /// Plan only these organisations (ids separated by `,` or `;`); default: every
+    /// organisation of the directory.
+    #[arg(long = "org-ids", value_name = "IDS")]
+    pub org_ids: Option<String>,
+    /// Organisations planned at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub concurrency: u64,
+    /// Environment name recorded in the report.
+    #[arg(long, default_value = "production")]
+    pub env: String,
+    /// Run id recorded in the report.
+    #[arg(long = "run-id", value_name = "RUN_ID")]
+    pub run_id: Option<String>,
+    /// Artifacts root: the reports go to <DIR>/reports/ unless --out / --out-md say otherwise.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// The JSON report (default <artifacts>/reports/schema-plan-org-matrix.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The Markdown report (default <artifacts>/reports/schema-plan-org-matrix.md).
+    #[arg(long = "out-md", visible_alias = "instructions-out")]
+    pub out_md: Option<PathBuf>,
+    /// Leave each plan's steps out of the rows (`rows[].plan.output`); instructions stay.
+    #[arg(long)]
+    pub strip_output: bool,
+    #[command(flatten)]
+    pub source: FleetSourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    /// The matrix report (default <artifacts>/reports/schema-plan-org-matrix.json).
+    #[arg(long)]
+    pub matrix: Option<PathBuf>,
+    /// The target schema; default: the matrix's. It must be the schema the matrix planned.
+    #[arg(long = "schema-file", value_name = "SCHEMA")]
+    pub schema_file: Option<String>,
+    /// Rows analysed at once (only duplicate-link rows reach the server).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub concurrency: u64,
+    /// Run id recorded in the report.
+    #[arg(long = "run-id", value_name = "RUN_ID")]
+    pub run_id: Option<String>,
+    /// Artifacts root: the reports go to <DIR>/reports/ unless --out / --out-md say otherwise.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// The JSON report (default <artifacts>/reports/schema-plan-diagnostics.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The Markdown report (default <artifacts>/reports/schema-plan-diagnostics.md).
+    #[arg(long = "out-md")]
+    pub out_md: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: FleetSourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunbookArgs {
+    /// The matrix report (default <artifacts>/reports/schema-plan-org-matrix.json).
+    #[arg(long)]
+    pub matrix: Option<PathBuf>,
+    /// The diagnostics report (default <artifacts>/reports/schema-plan-diagnostics.json).
+    #[arg(long)]
+    pub diagnostics: Option<PathBuf>,
+    /// The target schema the case commands plan; default: the matrix's. It must be the schema
+    /// the matrix planned.
+    #[arg(long = "schema-file", value_name = "SCHEMA")]
+    pub schema_file: Option<String>,
+    /// Artifacts root: reports go to <DIR>/reports/, case folders to <DIR>/cases/.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// The JSON runbook (default <artifacts>/reports/migration-case-runbook.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The Markdown runbook (default <artifacts>/reports/migration-case-runbook.md).
+    #[arg(long = "out-md")]
+    pub out_md: Option<PathBuf>,
+    /// Where the case folders go (default <artifacts>/cases).
+    #[arg(long = "cases-dir", value_name = "DIR")]
+    pub cases_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Check the Clerk secret (or the embedded workspace with --workspace).
+    Check(EnvCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnvCheckArgs {
+    /// Check this embedded workspace instead of the Clerk secret.
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +417,10 @@ pub struct SchemaPhase1Args {
     /// Extra link names to remove, separated by `,` or `;`.
     #[arg(long = "remove-links")]
     pub remove_links: Option<String>,
+    /// Use only the diagnostics rows of these organisations (repeatable or `,`-separated), so
+    /// the transitional schema is specific to one case.
+    #[arg(long = "org", value_name = "ORG_ID", value_delimiter = ',')]
+    pub orgs: Vec<String>,
     /// Where to write the transitional schema JSON.
     #[arg(long, default_value = "artifacts/reports/schema-phase1.json")]
     pub out: PathBuf,
@@ -326,6 +650,172 @@ mod tests {
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Args)]
+pub struct TxPlanArgs {
+    /// The run whose 02-transform/ is planned (<artifacts>/runs/<run-id>/).
+    #[arg(long = "run-id")]
+    pub run_id: String,
+    /// Root of the evidence folders.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// Steps per transaction batch.
+    #[arg(long = "batch-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The run whose plan is applied (<artifacts>/runs/<run-id>/03-apply/; built from its
+    /// 02-transform/ when absent). Journal and result go there.
+    #[arg(long = "run-id")]
+    pub run_id: String,
+    /// Root of the evidence folders.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The sha256 of the plan you reviewed (--dry-run shows it). A plan that does not hash to
+    /// it is refused (exit 1) and nothing is sent.
+    #[arg(long, value_name = "SHA256")]
+    pub approve: Option<String>,
+    /// Show the plan (steps by op and namespace, batches, sha256) and the target app; send
+    /// nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Continue a plan that an earlier apply left partly applied (journaled batches are
+    /// skipped).
+    #[arg(long)]
+    pub resume: bool,
+    /// Batches in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Accept destructive steps (delete, unlink, merge) in the plan.
+    #[arg(long = "allow-destructive")]
+    pub allow_destructive: bool,
+    /// Apply this plan file instead of the run's 03-apply/tx-plan.ndjson.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Steps per batch when the plan has to be built.
+    #[arg(long = "batch-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// A wave: these organisations (ids separated by `,` or `;`), one after the other, each in
+    /// its own run folder `<run-id>.<org>`.
+    #[arg(long = "org-ids", value_name = "IDS")]
+    pub org_ids: Option<String>,
+    /// Migrate this organisation of --org-ids first; with no --continue-on-error, its failure
+    /// stops the wave.
+    #[arg(long, value_name = "ORG_ID")]
+    pub canary: Option<String>,
+    /// The target schema pushed before the data moves (instant.schema.ts, JSON, builtin:<name>).
+    #[arg(long = "schema-file", value_name = "SCHEMA", default_value = "builtin:thread-v1")]
+    pub schema_file: String,
+    /// Run id (default `mig-<unix ms>`). Re-running with the same id resumes: a plan already
+    /// journaled in its 03-apply/ is continued, not rebuilt.
+    #[arg(long = "run-id")]
+    pub run_id: Option<String>,
+    /// Root of the evidence folders and fleet reports (the gates read the preflight scan, the
+    /// model plan and the matrix from it).
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// The sha256 of the tx plan you approved (a run without it stops after the rehearsal and
+    /// prints the hash). Repeat it for a wave: each org's plan needs its own hash.
+    #[arg(long, value_name = "SHA256")]
+    pub approve: Vec<String>,
+    /// Stop before any mutation of the target: plan, extract, transform, tx plan and
+    /// rehearsal only; no schema push, no apply.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Let failed gates and a non-safe plan through (for diagnostics). Recorded in the
+    /// evidence; a gate whose input is missing still blocks.
+    #[arg(long = "allow-unsafe")]
+    pub allow_unsafe: bool,
+    /// Accept destructive steps in the tx plan.
+    #[arg(long = "allow-destructive")]
+    pub allow_destructive: bool,
+    /// Go on with the next organisation of the wave after one fails.
+    #[arg(long = "continue-on-error")]
+    pub continue_on_error: bool,
+    /// Batches in flight at once during apply.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Steps per transaction of the tx plan.
+    #[arg(long = "batch-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_size: u64,
+    /// Rows per page of the extract.
+    #[arg(long = "page-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub page_size: u64,
+    /// Rows per namespace compared field by field by verify.
+    #[arg(long, default_value_t = 200)]
+    pub sample: u64,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillConversationsArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The tender (a UUID) whose awards' conversations to backfill.
+    #[arg(long = "tender-id", value_name = "TENDER_ID")]
+    pub tender_id: String,
+    /// Run id (default `conversation-bridge-<unix ms>`); evidence goes to
+    /// <artifacts>/runs/<run id>/.
+    #[arg(long = "run-id")]
+    pub run_id: Option<String>,
+    /// Plan only: read and write the plan evidence, send no transaction.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Artifacts root.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// Rows per query page (and ids per `$in` list).
+    #[arg(long = "page-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub page_size: u64,
+    /// Steps per transaction.
+    #[arg(long = "batch-size", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Run id (default `run-<unix ms>`); the rows go to <artifacts>/runs/<run id>/01-extract/.
+    #[arg(long = "run-id")]
+    pub run_id: Option<String>,
+    /// Root of the evidence folders.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Rows per query (pages in the server's default order).
+    #[arg(long = "page-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub page_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The run to verify (<artifacts>/runs/<run id>/, with 01-extract/ and 02-transform/).
+    #[arg(long = "run-id")]
+    pub run_id: String,
+    /// Root of the evidence folders.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Rows per namespace compared field by field (a sample seeded by the run id, so the
+    /// same run always compares the same rows).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub sample: u64,
+    /// Rows per query when reading the target.
+    #[arg(long = "page-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub page_size: u64,
 }
 
 #[derive(Debug, Args)]

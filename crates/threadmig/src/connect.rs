@@ -33,8 +33,6 @@ pub struct Connection {
     /// `None` when neither a workspace nor Clerk is configured (explicit `--app-id` use).
     pub directory: Option<Arc<dyn OrgDirectory>>,
     pub backend: Backend,
-    /// The workspace engine when the backend is embedded (rehearsals copy from it).
-    pub engine: Option<LocalEngine>,
 }
 
 /// One app, resolved: its credentials and the organisation it belongs to.
@@ -90,7 +88,6 @@ pub fn connect(args: &ConnectArgs, need_directory: bool) -> anyhow::Result<Conne
         api,
         directory,
         backend,
-        engine,
     })
 }
 

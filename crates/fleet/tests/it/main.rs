@@ -1,1 +1,9 @@
 //! Integration tests of the fleet crate, one module per capability.
+
+mod diagnose;
+mod matrix;
+mod runbook;
+mod gates;
+mod ledger;
+mod registry;
+mod status;

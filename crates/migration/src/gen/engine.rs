@@ -68,7 +68,10 @@ impl<'a> EngineWriter<'a> {
                 &auth,
                 &SchemaPushRequest {
                     schema: schema.to_dsl_json(),
-                    check_types: false,
+                    // Apps whose data is clean were deployed with typed attributes (as the
+                    // packages' CLI pushes them); the `standard` app carries the injected
+                    // wrong-type cases, which only an untyped app can hold.
+                    check_types: plan.role != super::OrgRole::Standard,
                     supports_background_updates: false,
                 },
             )

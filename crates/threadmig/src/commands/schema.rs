@@ -262,7 +262,7 @@ fn phase1(args: SchemaPhase1Args, json: bool) -> anyhow::Result<Outcome> {
     };
     let input = Phase1Input {
         diagnostics: diagnostics.as_ref(),
-        only_orgs: Vec::new(),
+        only_orgs: args.orgs.iter().map(|org| org.trim().to_string()).collect(),
         remove_links: args.remove_links.iter().cloned().collect(),
     };
     let result = generate_phase1(&loaded.dsl(), &input).map_err(|err| match &args.diagnostics {

@@ -1,6 +1,11 @@
 //! End-to-end tests of the `threadmig` binary: one test binary, one module per command.
 
+mod apply;
+mod backfill;
 mod cli;
+mod extract_verify;
+mod gates_status;
+mod matrix;
 mod scan;
 mod schema;
 mod schema_plan;

@@ -1,0 +1,186 @@
+//! Diagnostics of the generated fleet: the duplicate link's legacy owner, the sanitised trial
+//! plan and the two-phase plan, which `schema phase1` turns into the transitional schema.
+
+use fleet::diagnose::{run_diagnose, DiagnoseConfig, DiagnoseError, DiagnosticsReport, Ports};
+use fleet::issues::IssueCode;
+use instant_schema::phase1::{generate_phase1, Phase1Input};
+use instant_schema::severity::Gate;
+use migration::gen::OrgRole;
+
+use crate::matrix::{fleet, matrix_of, thread_v1, thread_v1_without_documents};
+
+pub fn config() -> DiagnoseConfig {
+    DiagnoseConfig {
+        matrix_file: "<reports>/schema-plan-org-matrix.json".into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        run_id: None,
+        concurrency: 4,
+    }
+}
+
+pub fn diagnostics_of(
+    target: &fleet::matrix::TargetSchema,
+) -> (fleet::matrix::MatrixReport, DiagnosticsReport) {
+    let fleet = fleet();
+    let matrix = matrix_of(target);
+    let ports = Ports {
+        directory: &fleet.engine,
+        api: &fleet.engine,
+    };
+    let report = run_diagnose(&config(), &matrix, target, Some(ports), &|_, _| {}).unwrap();
+    (matrix, report)
+}
+
+#[test]
+fn duplicate_link_owner_trial_plan_and_phases() {
+    let fleet = fleet();
+    let target = thread_v1_without_documents();
+    let (_, report) = diagnostics_of(&target);
+    let mut lines: Vec<String> = report
+        .diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{}: {} blocking={} gate={}",
+                fleet.role_of(&d.org.id).as_str(),
+                d.issue_code,
+                d.blocking,
+                d.gate.as_str()
+            )
+        })
+        .collect();
+    lines.sort();
+    expect_test::expect![[r#"
+        missing-credentials: missing_instant_credentials blocking=true gate=blocked
+        schema-conflict: schema_duplicate_link blocking=true gate=blocked"#]]
+    .assert_eq(&lines.join("\n"));
+    assert_eq!(report.summary.total_failures, 2);
+    assert_eq!(report.summary.blocking, 2);
+    assert!(!report.ok);
+
+    let d = report
+        .diagnostics
+        .iter()
+        .find(|d| d.issue_code == IssueCode::SchemaDuplicateLink)
+        .unwrap();
+    assert_eq!(
+        d.duplicate_target.as_ref().unwrap().ident(),
+        "thread_contexts->thread"
+    );
+    let current = d.current_schema.as_ref().unwrap();
+    assert!(current.ok);
+    assert_eq!(current.identity_match_count, 1);
+    assert_eq!(current.identity_matches[0].side, "forward");
+    assert_eq!(current.identity_matches[0].kind, "link");
+    assert_eq!(
+        d.legacy_owners,
+        ["link thread_contexts->thread <-> thread->contexts"]
+    );
+    let trial = d.sanitized_plan.as_ref().unwrap();
+    assert!(trial.ok, "{trial:?}");
+    assert_eq!(trial.status, 200);
+    assert_eq!(trial.removed_links.len(), 1);
+    let removed = trial.removed_links[0].clone();
+    let link = &target.schema.links[&removed];
+    assert_eq!(
+        (link.forward.on.as_str(), link.forward.label.as_str()),
+        ("thread_contexts", "thread")
+    );
+    // The rest of the schema is accepted; this app's leftover attributes were created
+    // untyped, so the trial plan has type checks to prepare (and nothing else risky).
+    let summary = trial.summary.as_ref().unwrap();
+    assert_eq!(trial.gate, Some(Gate::Blocked));
+    assert_eq!(
+        summary.counts_by_severity.critical,
+        summary.counts_by_type["check-data-type"]
+    );
+    assert_eq!(summary.counts_by_severity.warning, 0);
+    let plan = d.resolution_plan.as_ref().unwrap();
+    assert_eq!(plan.strategy, "two_phase_schema_push");
+    assert_eq!(plan.phase1.removed_links, std::slice::from_ref(&removed));
+    assert_eq!(d.actions.len(), 3);
+    assert!(d.actions[0].starts_with("Phase 1:") && d.actions[2].starts_with("Phase 2:"));
+    assert!(d.root_cause.starts_with("thread_contexts->thread is already owned by link thread_contexts->thread <-> thread->contexts"), "{}", d.root_cause);
+    assert_eq!(d.diagnostic_error, None);
+
+    // `schema phase1` reads this report: for this org it removes exactly the colliding link.
+    let json: serde_json::Value = serde_json::from_slice(&report.to_json_bytes()).unwrap();
+    let phase1 = generate_phase1(
+        &target.schema,
+        &Phase1Input {
+            diagnostics: Some(&json),
+            only_orgs: vec![d.org.id.clone()],
+            remove_links: Vec::new(),
+        },
+    )
+    .unwrap();
+    assert_eq!(phase1.removed_links, [removed]);
+    assert!(phase1.missing_links.is_empty());
+    // The report reads back.
+    let text = String::from_utf8(report.to_json_bytes()).unwrap();
+    assert_eq!(DiagnosticsReport::from_json(&text).unwrap(), report);
+}
+
+#[test]
+fn plan_steps_rows_list_their_risky_steps_and_need_no_ports() {
+    let fleet = fleet();
+    let target = thread_v1();
+    let matrix = matrix_of(&target);
+    let report = run_diagnose(&config(), &matrix, &target, None, &|_, _| {}).unwrap();
+    let clean = report
+        .diagnostics
+        .iter()
+        .find(|d| fleet.role_of(&d.org.id) == OrgRole::Clean)
+        .unwrap();
+    assert_eq!(clean.issue_code, IssueCode::PlanCriticalSteps);
+    assert_eq!(clean.notable_steps.len(), 9);
+    assert!(clean
+        .notable_steps
+        .iter()
+        .all(|s| s.step_type == "check-data-type"));
+    assert!(
+        clean.actions[0].starts_with("[critical] Scan and coerce value types"),
+        "{:?}",
+        clean.actions
+    );
+    // The duplicate-link row says it could not be analysed without the ports, and stays.
+    let conflict = report
+        .diagnostics
+        .iter()
+        .find(|d| d.issue_code == IssueCode::SchemaDuplicateLink)
+        .unwrap();
+    assert!(conflict
+        .diagnostic_error
+        .as_deref()
+        .unwrap()
+        .starts_with("not analysed: no organisation directory"));
+    assert_eq!(conflict.sanitized_plan, None);
+    assert_eq!(report.summary.total_failures, 4);
+}
+
+#[test]
+fn a_schema_other_than_the_matrix_is_refused() {
+    let matrix = matrix_of(&thread_v1());
+    let error = run_diagnose(
+        &config(),
+        &matrix,
+        &thread_v1_without_documents(),
+        None,
+        &|_, _| {},
+    )
+    .unwrap_err();
+    assert!(matches!(error, DiagnoseError::SchemaMismatch { .. }));
+    assert!(
+        error
+            .to_string()
+            .contains("(thread-v1-without-documents.json)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn markdown_of_the_generated_fleet() {
+    let fleet = fleet();
+    let (_, report) = diagnostics_of(&thread_v1_without_documents());
+    insta::assert_snapshot!(fleet.redact(&report.to_markdown()));
+}
