@@ -11,3 +11,4 @@ pub mod migrate;
 pub mod registry;
 pub mod runbook;
 pub mod status;
+pub mod timeline;

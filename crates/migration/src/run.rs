@@ -1123,7 +1123,7 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
         Input::ExtractDir(dir) => index_extract_dir(dir)?,
     };
 
-    eprintln!("TIMING index {:?}", t0.elapsed()); // TIMING
+    eprintln!("TIMING index {:?} cpu {}", t0.elapsed(), cpu_ms()); // TIMING
     // 2. Join.
     let mut summary = Summary {
         input: BTreeMap::new(),
@@ -1179,9 +1179,9 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
         typing_rejects.push((source.name.clone(), rejects, dropped));
     }
     let join = builder.finish(&options);
-    eprintln!("TIMING light {:?}", t0.elapsed()); // TIMING
+    eprintln!("TIMING light {:?} cpu {}", t0.elapsed(), cpu_ms()); // TIMING
     let losers = part_losers(part_facts, &join);
-    eprintln!("TIMING finish {:?}", t0.elapsed()); // TIMING
+    eprintln!("TIMING finish {:?} cpu {}", t0.elapsed(), cpu_ms()); // TIMING
 
     // 3. Map, sort, write.
     let links_path = out_dir.join("links.ndjson");
@@ -1213,7 +1213,7 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
     ] {
         let source = sources.iter().find(|s| s.kind == Kind::Legacy(ns));
         out.namespace(ns, source, &join, &losers, budget as u64)?;
-        eprintln!("TIMING {ns} {:?}", t0.elapsed()); // TIMING
+        eprintln!("TIMING {ns} {:?} cpu {}", t0.elapsed(), cpu_ms()); // TIMING
     }
     drop(sources);
     out.finish()
@@ -1242,3 +1242,9 @@ fn summary_document(summary: &Summary) -> serde_json::Value {
         "rules": rules,
     })
 }
+
+fn cpu_ms() -> u64 { // TIMING
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default(); // TIMING
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect(); // TIMING
+    (fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)) * 10 // TIMING
+} // TIMING

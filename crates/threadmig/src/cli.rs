@@ -65,6 +65,10 @@ pub enum Command {
     /// plan, gates, schema push, extract, transform, tx plan, rehearsal on an embedded copy,
     /// approval of the plan's sha256, apply (journaled, resumable), verify, report, ledger.
     Migrate(MigrateArgs),
+    /// The main job on the embedded default, with no credentials and no network: generate a
+    /// fleet, plan it, migrate the eligible orgs through the gated sequence (approving each
+    /// plan's sha256 on the command line), and show the fleet status and the evidence.
+    Demo(DemoArgs),
     /// Check that what the next commands need is available: CLERK_SECRET_KEY (presence only,
     /// never printed) or, with --workspace, an embedded workspace (exit 1 when missing).
     #[command(subcommand)]
@@ -700,6 +704,17 @@ pub struct ApplyArgs {
     /// Steps per batch when the plan has to be built.
     #[arg(long = "batch-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub batch_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo puts its workspace, application repository and evidence. An earlier
+    /// demo's directory is replaced; any other non-empty directory is refused.
+    #[arg(long, value_name = "DIR", default_value = "threadmig-demo")]
+    pub dir: PathBuf,
+    /// Seed of the generated fleet (the same seed gives the same fleet and the same plans).
+    #[arg(long, default_value_t = 20261122)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

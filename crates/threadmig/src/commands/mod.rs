@@ -2,6 +2,7 @@
 
 mod apply;
 mod backfill;
+mod demo;
 mod diagnose;
 mod env;
 mod extract;
@@ -38,6 +39,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::BackfillConversations(args) => backfill::run(args, json),
         Command::Gen(args) => gen::run(args, json),
         Command::Migrate(args) => migrate::run(args, json),
+        Command::Demo(args) => demo::run(args, json),
         Command::Env(crate::cli::EnvCommand::Check(args)) => env::run(args, json),
         Command::Matrix(args) => matrix::run(args, json),
         Command::Diagnose(args) => diagnose::run(args, json),
