@@ -16,11 +16,15 @@
 //!
 //! **Determinism.** The transform runs without a clock (no execution counts as live), so a
 //! dry run and the approved run of the same data plan the same bytes and the same sha256.
+//!
+//! The data stages (transform configuration, checked tx plan, rehearsal) are shared with the
+//! pre-migration validation bundle ([`crate::validate`]), so a validation plans the same sha256
+//! that `migrate` later asks approval for.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use instant_api::{AppAuth, EphemeralAppRequest, InstantApi};
+use instant_api::{AppAuth, EphemeralAppRequest, InstantApi, SchemaPlanResponse};
 use instant_schema::severity::{Gate as PlanGate, SeverityCounts};
 use migration::apply::{self, ApplyOptions, ApplyPaths};
 use migration::evidence::{EvidenceError, RunDir, Section};
@@ -271,12 +275,7 @@ impl Runner<'_, '_> {
     }
 
     fn write_json(&self, path: &Path, value: &Value) -> Result<(), MigrateError> {
-        let mut bytes = serde_json::to_vec_pretty(value).expect("JSON values serialise");
-        bytes.push(b'\n');
-        migration::io::write_atomic(path, &bytes).map_err(|source| MigrateError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        write_json_file(path, value)
     }
 
     fn sequence(&mut self, report: &mut MigrateReport) -> Result<Outcome, MigrateError> {
@@ -415,15 +414,7 @@ impl Runner<'_, '_> {
         let request = self.target.schema.plan_request();
         match self.target.api.schema_plan(self.target.auth, &request) {
             Ok(response) => {
-                let counts =
-                    response
-                        .steps
-                        .iter()
-                        .fold(SeverityCounts::default(), |mut counts, step| {
-                            counts.add(step.severity());
-                            counts
-                        });
-                let gate = PlanGate::from_counts(&counts);
+                let (counts, gate) = grade_plan(&response);
                 let value = serde_json::to_value(&response).unwrap_or(Value::Null);
                 self.write_json(&dir.join(file), &value)?;
                 let verdict = PlanVerdict {
@@ -674,7 +665,6 @@ impl Runner<'_, '_> {
     /// Extract -> transform -> tx plan -> rehearsal; returns the plan's sha256.
     fn data_stages(&mut self) -> Result<Step<String>, MigrateError> {
         let (org, app) = self.ids();
-        let run_path = self.run_dir().path().to_path_buf();
         let extract_dir = self.section(Section::Extract)?;
         let transform_dir = self.run_dir().section(Section::Transform);
         let apply_dir = self.section(Section::Apply)?;
@@ -705,13 +695,7 @@ impl Runner<'_, '_> {
         // Transform.
         let started = Instant::now();
         self.observer.stage_started("transform");
-        let config = transform_run::Config {
-            input: Input::ExtractDir(extract_dir.clone()),
-            out_dir: transform_dir.clone(),
-            options: migration::transform::Options::default(),
-            sort_budget: 96 << 20,
-        };
-        let summary = match transform_run::run(&config) {
+        let summary = match transform_run::run(&transform_config(&extract_dir, &transform_dir)) {
             Ok(summary) => summary,
             Err(error) => return self.stage_failed("transform", error.to_string(), started),
         };
@@ -735,19 +719,15 @@ impl Runner<'_, '_> {
         // Tx plan.
         let started = Instant::now();
         self.observer.stage_started("tx-plan");
-        let options = PlanOptions {
-            batch_size: self.options.batch_size,
-        };
-        let plan = match txplan::build_plan(&transform_dir, &apply_dir, &options) {
-            Ok(plan) => plan,
-            Err(error) => return self.stage_failed("tx-plan", error.to_string(), started),
-        };
-        if let Err(error) = txplan::check_plan(
-            &apply_dir.join(txplan::PLAN_FILE),
+        let plan = match build_checked_plan(
+            &transform_dir,
+            &apply_dir,
+            self.options.batch_size,
             self.options.allow_destructive,
         ) {
-            return self.stage_failed("tx-plan", error.to_string(), started);
-        }
+            Ok(plan) => plan,
+            Err(reason) => return self.stage_failed("tx-plan", reason, started),
+        };
         self.record(
             "tx-plan",
             json!({"status": "planned", "orgId": org, "appId": app, "steps": plan.steps,
@@ -767,7 +747,19 @@ impl Runner<'_, '_> {
         // Rehearsal.
         let started = Instant::now();
         self.observer.stage_started("rehearsal");
-        match self.rehearse(&run_path, &extract_dir, &apply_dir, &plan.sha256) {
+        let rehearsal = Rehearsal {
+            api: self.target.api,
+            auth: self.target.auth,
+            org_id: self.target.org_id,
+            schema: self.target.schema,
+            run: self.target.run,
+            engine: self.target.rehearsal_engine,
+            options: self.options,
+        };
+        match rehearsal
+            .run(&extract_dir, &apply_dir, &plan.sha256)
+            .and_then(Rehearsed::passed)
+        {
             Ok(detail) => {
                 self.record(
                     "rehearsal",
@@ -808,92 +800,6 @@ impl Runner<'_, '_> {
             stage: stage.into(),
             reason,
         }))
-    }
-
-    /// The plan applied to an embedded copy of the org's legacy data, then verified.
-    fn rehearse(
-        &mut self,
-        run_path: &Path,
-        extract_dir: &Path,
-        apply_dir: &Path,
-        sha256: &str,
-    ) -> Result<String, String> {
-        let engine = (self.target.rehearsal_engine)()
-            .map_err(|error| format!("no embedded engine for the rehearsal: {error}"))?;
-        let created = engine
-            .create_ephemeral_app(&EphemeralAppRequest {
-                title: format!("rehearsal-{}", self.target.org_id),
-                schema: None,
-                rules: None,
-            })
-            .map_err(|error| format!("creating the rehearsal app: {error}"))?;
-        let auth = created.app.auth();
-        // The copy gets the target's schema as it is now, plus the target schema (a dry run
-        // has not pushed it), so the plan meets the attributes it will meet on the target.
-        let pulled = self
-            .target
-            .api
-            .schema_pull(self.target.auth)
-            .map_err(|error| format!("pulling the target's schema: {error}"))?;
-        rehearsal::copy_schema(engine.as_ref(), &auth, &pulled.schema.to_dsl())
-            .map_err(|error| error.to_string())?;
-        rehearsal::copy_schema(engine.as_ref(), &auth, &self.target.schema.schema)
-            .map_err(|error| error.to_string())?;
-        let copy = rehearsal::load_extract(
-            engine.as_ref(),
-            &auth,
-            extract_dir,
-            &pulled.schema.to_dsl(),
-            self.options.batch_size,
-        )
-        .map_err(|error| error.to_string())?;
-        // Every rehearsal starts from a fresh copy, so its journal must start empty too (an
-        // earlier rehearsal's journal would make apply skip every batch).
-        let rehearsal_apply = apply_dir.join("rehearsal");
-        match std::fs::remove_dir_all(&rehearsal_apply) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(format!("{}: {error}", rehearsal_apply.display())),
-        }
-        let summary = apply::apply(
-            engine.as_ref(),
-            &auth,
-            &ApplyPaths {
-                plan: apply_dir.join(txplan::PLAN_FILE),
-                dir: rehearsal_apply,
-            },
-            &ApplyOptions {
-                approved_sha256: sha256.to_string(),
-                allow_destructive: self.options.allow_destructive,
-                concurrency: self.options.concurrency,
-                resume: false,
-            },
-            &mut |_| {},
-        )
-        .map_err(|error| format!("applying the plan to the copy: {error}"))?;
-        let mut config = VerifyConfig::for_run(run_path, self.target.run.run_id());
-        config.out_dir = run_path.join(Section::Verify.dir_name()).join("rehearsal");
-        config.sample_size = self.options.sample_size;
-        let result = verify::verify(engine.as_ref(), &auth, &config, &mut |_| {})
-            .map_err(|error| format!("verifying the copy: {error}"))?;
-        let rows: u64 = copy.rows.values().sum();
-        if !result.ok {
-            let failing: Vec<&str> = result
-                .invariants
-                .iter()
-                .filter(|invariant| invariant.status != verify::Status::Pass)
-                .map(|invariant| invariant.id.as_str())
-                .collect();
-            return Err(format!(
-                "the plan applied to an embedded copy ({rows} legacy rows) fails verification: {}",
-                failing.join(", ")
-            ));
-        }
-        Ok(format!(
-            "copy of {rows} legacy rows; {} steps applied; all {} invariants pass",
-            summary.steps_applied,
-            result.invariants.len()
-        ))
     }
 
     fn apply(&mut self, sha256: &str) -> Result<Step<()>, MigrateError> {
@@ -964,7 +870,17 @@ impl Runner<'_, '_> {
         let run_path = self.run_dir().path().to_path_buf();
         let mut config = VerifyConfig::for_run(&run_path, self.target.run.run_id());
         config.sample_size = self.options.sample_size;
-        let result = verify::verify(self.target.api, self.target.auth, &config, &mut |_| {});
+        let mut result = verify::verify(self.target.api, self.target.auth, &config, &mut |_| {});
+        if let Ok(result) = &mut result {
+            // The award timelines: conversations the data migration cannot carry over (they
+            // were never story events) keep the org unverified until they are backfilled.
+            let invariant = timeline_invariant(self.target.api, self.target.auth, &org);
+            result.ok = result.ok && invariant.status == verify::Status::Pass;
+            result.invariants.push(invariant);
+            let path = config.out_dir.join(verify::RESULT_FILE);
+            let value = serde_json::to_value(&*result).unwrap_or(Value::Null);
+            write_json_file(&path, &value)?;
+        }
         let (ok, detail, counts) = match &result {
             Ok(result) => {
                 let not_passing: Vec<&str> = result
@@ -1014,6 +930,185 @@ impl Runner<'_, '_> {
     }
 }
 
+/// Writes `value` as pretty JSON with a final newline, atomically.
+pub(crate) fn write_json_file(path: &Path, value: &Value) -> Result<(), MigrateError> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("JSON values serialise");
+    bytes.push(b'\n');
+    migration::io::write_atomic(path, &bytes).map_err(|source| MigrateError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The severity counts of a plan's steps and the gate they give.
+pub(crate) fn grade_plan(response: &SchemaPlanResponse) -> (SeverityCounts, PlanGate) {
+    let counts = response
+        .steps
+        .iter()
+        .fold(SeverityCounts::default(), |mut counts, step| {
+            counts.add(step.severity());
+            counts
+        });
+    (counts, PlanGate::from_counts(&counts))
+}
+
+/// The transform of a run folder's extract. No clock (no execution counts as live), so every
+/// command that plans the same data (a validation, a dry run, the approved run) gets the same
+/// bytes and the same plan sha256.
+pub(crate) fn transform_config(extract_dir: &Path, transform_dir: &Path) -> transform_run::Config {
+    transform_run::Config {
+        input: Input::ExtractDir(extract_dir.to_path_buf()),
+        out_dir: transform_dir.to_path_buf(),
+        options: migration::transform::Options::default(),
+        sort_budget: 96 << 20,
+    }
+}
+
+/// Builds the tx plan of `transform_dir` into `apply_dir` and checks it as apply will.
+pub(crate) fn build_checked_plan(
+    transform_dir: &Path,
+    apply_dir: &Path,
+    batch_size: usize,
+    allow_destructive: bool,
+) -> Result<txplan::PlanSummary, String> {
+    let plan = txplan::build_plan(transform_dir, apply_dir, &PlanOptions { batch_size })
+        .map_err(|error| error.to_string())?;
+    txplan::check_plan(&apply_dir.join(txplan::PLAN_FILE), allow_destructive)
+        .map_err(|error| error.to_string())?;
+    Ok(plan)
+}
+
+/// The rehearsal of one org's plan: an embedded copy of its legacy data (from the run's
+/// `01-extract/` and the target's schema), the plan applied to it (journal in
+/// `03-apply/rehearsal/`) and verified (`04-verify/rehearsal/`). Nothing reaches the target
+/// but a schema pull.
+pub(crate) struct Rehearsal<'a> {
+    pub api: &'a dyn InstantApi,
+    pub auth: &'a AppAuth,
+    pub org_id: &'a str,
+    pub schema: &'a TargetSchema,
+    pub run: &'a RunDir,
+    pub engine: RehearsalEngine<'a>,
+    pub options: &'a MigrateOptions,
+}
+
+/// What a rehearsal that ran to the end found.
+#[derive(Debug, Clone)]
+pub(crate) struct Rehearsed {
+    /// Legacy rows in the copy.
+    pub rows: u64,
+    pub steps_applied: u64,
+    pub invariants: usize,
+    /// Verify's verdict on the copy.
+    pub verified: bool,
+    /// Invariants that did not pass on the copy.
+    pub not_passing: Vec<String>,
+}
+
+impl Rehearsed {
+    pub fn ok(&self) -> bool {
+        self.verified
+    }
+
+    /// The one-line outcome: `Ok(detail)` when every invariant passed, else why not.
+    pub fn passed(self) -> Result<String, String> {
+        if self.ok() {
+            Ok(format!(
+                "copy of {} legacy rows; {} steps applied; all {} invariants pass",
+                self.rows, self.steps_applied, self.invariants
+            ))
+        } else {
+            Err(format!(
+                "the plan applied to an embedded copy ({} legacy rows) fails verification: {}",
+                self.rows,
+                self.not_passing.join(", ")
+            ))
+        }
+    }
+}
+
+impl Rehearsal<'_> {
+    /// Runs the rehearsal of the plan `03-apply/tx-plan.ndjson` whose sha256 is `sha256`.
+    /// `Err` when it could not run to the end (no engine, the copy or the apply failed).
+    pub fn run(
+        &self,
+        extract_dir: &Path,
+        apply_dir: &Path,
+        sha256: &str,
+    ) -> Result<Rehearsed, String> {
+        let engine = (self.engine)()
+            .map_err(|error| format!("no embedded engine for the rehearsal: {error}"))?;
+        let created = engine
+            .create_ephemeral_app(&EphemeralAppRequest {
+                title: format!("rehearsal-{}", self.org_id),
+                schema: None,
+                rules: None,
+            })
+            .map_err(|error| format!("creating the rehearsal app: {error}"))?;
+        let auth = created.app.auth();
+        // The copy gets the target's schema as it is now, plus the target schema (a dry run
+        // has not pushed it), so the plan meets the attributes it will meet on the target.
+        let pulled = self
+            .api
+            .schema_pull(self.auth)
+            .map_err(|error| format!("pulling the target's schema: {error}"))?;
+        rehearsal::copy_schema(engine.as_ref(), &auth, &pulled.schema.to_dsl())
+            .map_err(|error| error.to_string())?;
+        rehearsal::copy_schema(engine.as_ref(), &auth, &self.schema.schema)
+            .map_err(|error| error.to_string())?;
+        let copy = rehearsal::load_extract(
+            engine.as_ref(),
+            &auth,
+            extract_dir,
+            &pulled.schema.to_dsl(),
+            self.options.batch_size,
+        )
+        .map_err(|error| error.to_string())?;
+        // Every rehearsal starts from a fresh copy, so its journal must start empty too (an
+        // earlier rehearsal's journal would make apply skip every batch).
+        let rehearsal_apply = apply_dir.join("rehearsal");
+        match std::fs::remove_dir_all(&rehearsal_apply) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(format!("{}: {error}", rehearsal_apply.display())),
+        }
+        let summary = apply::apply(
+            engine.as_ref(),
+            &auth,
+            &ApplyPaths {
+                plan: apply_dir.join(txplan::PLAN_FILE),
+                dir: rehearsal_apply,
+            },
+            &ApplyOptions {
+                approved_sha256: sha256.to_string(),
+                allow_destructive: self.options.allow_destructive,
+                concurrency: self.options.concurrency,
+                resume: false,
+            },
+            &mut |_| {},
+        )
+        .map_err(|error| format!("applying the plan to the copy: {error}"))?;
+        let run_path = self.run.path();
+        let mut config = VerifyConfig::for_run(run_path, self.run.run_id());
+        config.out_dir = run_path.join(Section::Verify.dir_name()).join("rehearsal");
+        config.sample_size = self.options.sample_size;
+        let result = verify::verify(engine.as_ref(), &auth, &config, &mut |_| {})
+            .map_err(|error| format!("verifying the copy: {error}"))?;
+        Ok(Rehearsed {
+            rows: copy.rows.values().sum(),
+            steps_applied: summary.steps_applied,
+            invariants: result.invariants.len(),
+            verified: result.ok,
+            not_passing: result
+                .invariants
+                .iter()
+                .filter(|invariant| invariant.status != verify::Status::Pass)
+                .map(|invariant| invariant.id.clone())
+                .collect(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct PlanVerdict {
     gate: PlanGate,
@@ -1047,4 +1142,47 @@ pub fn org_gate_inputs(artifacts: &Path, org_id: &str) -> GateInputs {
         restricted.as_deref().unwrap_or(b""),
     );
     inputs
+}
+
+/// The `timeline.award_conversations` invariant: no award conversation is missing from the
+/// thread timeline (`conversation_history_orphan`). Failing, it names the tenders and the one
+/// command that repairs each.
+pub fn timeline_invariant(api: &dyn InstantApi, auth: &AppAuth, org_id: &str) -> verify::Invariant {
+    const ID: &str = "timeline.award_conversations";
+    match crate::timeline::find_orphans(api, auth, 500) {
+        Ok(orphans) => verify::Invariant {
+            id: ID.to_string(),
+            status: if orphans.is_empty() {
+                verify::Status::Pass
+            } else {
+                verify::Status::Fail
+            },
+            expected: json!(0),
+            actual: json!(orphans.len()),
+            sample: orphans
+                .iter()
+                .take(verify::MAX_SAMPLE_IDS)
+                .map(|orphan| orphan.tender_id.clone())
+                .collect(),
+            detail: (!orphans.is_empty()).then(|| {
+                format!(
+                    "conversation_history_orphan: {} award conversation item(s) have no timeline; run {}",
+                    orphans.iter().map(|orphan| orphan.items_missing).sum::<usize>(),
+                    orphans
+                        .iter()
+                        .map(|orphan| format!("`{}`", orphan.action(org_id)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }),
+        },
+        Err(error) => verify::Invariant {
+            id: ID.to_string(),
+            status: verify::Status::Error,
+            expected: json!(0),
+            actual: Value::Null,
+            sample: Vec::new(),
+            detail: Some(error),
+        },
+    }
 }

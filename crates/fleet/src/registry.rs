@@ -134,6 +134,8 @@ pub fn classify(text: &str, step_name: &str) -> String {
         || has("record not found: app")
     {
         "instant_app_not_found"
+    } else if has("conversation_history_orphan") {
+        "conversation_history_orphan"
     } else if has("missing_instant_credentials") {
         "missing_instant_credentials"
     } else if has("account_mismatch") {
@@ -188,6 +190,12 @@ pub fn recommended_action(scenario: &str) -> (&'static str, Option<&'static str>
         "account_mismatch" => (
             "Keep the app out of the wave; request collaborator access to it, then re-plan.",
             Some("ACC-001"),
+        ),
+        "conversation_history_orphan" => (
+            "Backfill the award timeline: `threadmig backfill-conversations --org <org> \
+             --tender-id <tender>` (the verify detail names each tender), then re-run \
+             `threadmig verify` for the run.",
+            None,
         ),
         "verify_non_indexed_order" => (
             "Order verification queries only by indexed attributes (or index them), then re-run \
@@ -535,6 +543,7 @@ impl Findings {
                     "actual": invariant.get("actual"),
                     "error": invariant.get("error"),
                     "sample": invariant.get("sample"),
+                    "detail": invariant.get("detail"),
                 }))
             );
             let mut occurrence = Occurrence::new(

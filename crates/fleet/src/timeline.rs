@@ -69,8 +69,16 @@ pub fn find_orphans(
             let mut options = Options::new(&tender_id);
             options.dry_run = true;
             options.page_size = page_size;
-            let outcome = conversation::run(api, auth, &options, &mut |_| {})
-                .map_err(|error| format!("tender {tender_id}: {error}"))?;
+            let outcome = match conversation::run(api, auth, &options, &mut |_| {}) {
+                Ok(outcome) => outcome,
+                // A tender without awards, or whose awards have no conversation, has no
+                // timeline to show: nothing is missing.
+                Err(
+                    conversation::ConversationError::NoAwards { .. }
+                    | conversation::ConversationError::NoConversation { .. },
+                ) => continue,
+                Err(error) => return Err(error.to_string()),
+            };
             let awards: Vec<&conversation::plan::AwardPlan> = outcome
                 .plan
                 .awards

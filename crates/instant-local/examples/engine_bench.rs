@@ -80,6 +80,17 @@ fn update_step(n: usize) -> Value {
     }])
 }
 
+/// This thread's time on a CPU and waiting for one, from `/proc/thread-self/schedstat`: on a
+/// shared machine the wall-clock rate moves with the load; the on-CPU time does much less.
+fn thread_sched() -> Option<(Duration, Duration)> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut fields = text.split_whitespace().map(|field| field.parse::<u64>().ok());
+    Some((
+        Duration::from_nanos(fields.next()??),
+        Duration::from_nanos(fields.next()??),
+    ))
+}
+
 /// Writes entities `from..to` in batches; returns the time spent inside `transact`.
 fn write_range(
     engine: &LocalEngine,
@@ -137,6 +148,18 @@ fn main() {
             temp.path().to_path_buf()
         }
     };
+    // What-if for the store's page size: the database file is created with it before the
+    // engine opens it (a page size only takes effect when a database is created).
+    if let Ok(size) = std::env::var("BENCH_PAGE_SIZE") {
+        let conn = rusqlite::Connection::open(dir.join(instant_local::store::DATABASE_FILE))
+            .expect("the database file opens");
+        conn.execute_batch(&format!("PRAGMA page_size = {size}; VACUUM;"))
+            .expect("the page size is set");
+        let _: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .expect("WAL mode");
+        println!("page size: {size}");
+    }
     let engine = LocalEngine::open(&dir).expect("the workspace opens");
     println!("workspace: {}", dir.display());
     // What-if measurements for tuning the store: extra PRAGMAs on the engine's connection,
@@ -170,9 +193,13 @@ fn main() {
         .expect("the bench schema pushes");
 
     // 1. Writes into a fresh app.
+    let sched_before = thread_sched();
     let began = Instant::now();
     let in_transact = write_range(&engine, &auth, 0, write_entities, batch);
     let wall = began.elapsed();
+    let sched = thread_sched()
+        .zip(sched_before)
+        .map(|((cpu, wait), (cpu0, wait0))| (cpu - cpu0, wait - wait0));
     let rate = write_entities as f64 / wall.as_secs_f64();
     println!(
         "writes: {write_entities} entities in {} transacts of {batch} update steps (5 attrs, 1 indexed): \
@@ -183,10 +210,19 @@ fn main() {
         if rate >= 50_000.0 { "" } else { "  TARGET MISSED" }
     );
     println!(
-        "        mean transact of {batch} steps: {:.1} ms; RSS now {:.0} MiB",
+        "        mean transact of {batch} steps: {:.1} ms ({:.0} entities/s inside transact); RSS now {:.0} MiB",
         ms(in_transact) / write_entities.div_ceil(batch).max(1) as f64,
+        write_entities as f64 / in_transact.as_secs_f64(),
         status_mib("VmRSS:").unwrap_or(0.0)
     );
+    if let Some((cpu, wait)) = sched {
+        println!(
+            "        writer thread: {:.2} s on CPU ({:.0} entities/s of CPU), {:.2} s waiting for a CPU",
+            cpu.as_secs_f64(),
+            write_entities as f64 / cpu.as_secs_f64(),
+            wait.as_secs_f64()
+        );
+    }
 
     // 2. Fill up to the query size, then query by the indexed attribute.
     if query_entities > write_entities {

@@ -28,6 +28,7 @@ mod tests;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use instant_api::{ApiError, TransactRequest, TransactResponse};
 use instant_schema::{AttrKind, Cardinality, Identity, ServerAttr};
@@ -194,17 +195,19 @@ fn new_ref_attr(etype: &str, label: &str, has_one: bool) -> ServerAttr {
 // ---------------------------------------------------------------------------------------------
 // Internal ops
 
-/// An entity position: an id, or a lookup `[attr, value]` on a unique attribute.
+/// An entity position: an id, or a lookup `[attr, value]` on a unique attribute. A step
+/// makes one op per attribute, all with the same entity: the id is shared, not copied.
 #[derive(Debug, Clone, PartialEq)]
 enum Eid {
-    Id(String),
+    Id(Rc<str>),
     Lookup(usize, Value),
 }
 
-/// A value position: a JSON value, or a lookup resolved to an entity id.
+/// A value position: a JSON value (borrowed from the request when it comes from a step), or
+/// a lookup resolved to an entity id.
 #[derive(Debug, Clone, PartialEq)]
-enum Val {
-    Json(Value),
+enum Val<'s> {
+    Json(Cow<'s, Value>),
     Lookup(usize, Value),
 }
 
@@ -217,25 +220,25 @@ enum Mode {
 }
 
 #[derive(Debug, Clone)]
-enum Op {
+enum Op<'s> {
     AddAttr(usize),
     DeleteAttr(String),
     Add {
         e: Eid,
         a: usize,
-        v: Val,
+        v: Val<'s>,
         mode: Mode,
     },
     Merge {
         e: Eid,
         a: usize,
-        v: Value,
+        v: &'s Value,
         mode: Mode,
     },
     Retract {
         e: Eid,
         a: usize,
-        v: Val,
+        v: Val<'s>,
     },
     Delete {
         e: Eid,
@@ -244,7 +247,7 @@ enum Op {
     RuleParams,
 }
 
-impl Op {
+impl Op<'_> {
     fn kind(&self) -> usize {
         match self {
             Op::AddAttr(_) => 0,
@@ -495,7 +498,7 @@ impl<'c> Engine<'c> {
     // -----------------------------------------------------------------------------------------
     // Expansion (`to-tx-steps`)
 
-    fn expand_step(&mut self, step: &Value, ops: &mut Vec<Op>) -> Res<()> {
+    fn expand_step<'s>(&mut self, step: &'s Value, ops: &mut Vec<Op<'s>>) -> Res<()> {
         let items = step.as_array().map(Vec::as_slice).unwrap_or_default();
         let action = items.first().and_then(Value::as_str).unwrap_or_default();
         let etype = items.get(1).and_then(Value::as_str).unwrap_or_default();
@@ -519,27 +522,34 @@ impl<'c> Engine<'c> {
                         Some(_) => Mode::Upsert,
                     },
                 };
-                let id_attr = self.attr_named(etype, "id")?;
+                // The namespace's attributes are looked up once for all the step's labels.
+                let labels = self.catalog.forward.get(etype);
+                let attr_named = |label: &str| {
+                    labels
+                        .and_then(|labels| labels.get(label).copied())
+                        .ok_or_else(|| missing_attr_error(etype, label))
+                };
                 ops.push(Op::Add {
                     e: e.clone(),
-                    a: id_attr,
+                    a: attr_named("id")?,
                     v: eid_as_value(&e),
                     mode,
                 });
+                ops.reserve(items.get(3).and_then(Value::as_object).map_or(0, Map::len));
                 for (label, value) in obj {
-                    let a = self.attr_named(etype, label)?;
+                    let a = attr_named(label)?;
                     ops.push(if action == "merge" {
                         Op::Merge {
                             e: e.clone(),
                             a,
-                            v: value.clone(),
+                            v: value,
                             mode,
                         }
                     } else {
                         Op::Add {
                             e: e.clone(),
                             a,
-                            v: Val::Json(value.clone()),
+                            v: Val::Json(Cow::Borrowed(value)),
                             mode,
                         }
                     });
@@ -568,7 +578,7 @@ impl<'c> Engine<'c> {
                                 .to_string();
                             let v = match self.extract_lookup(&target_etype, &target)? {
                                 Eid::Lookup(attr, value) => Val::Lookup(attr, value),
-                                Eid::Id(id) => Val::Json(Value::String(id)),
+                                Eid::Id(id) => Val::Json(Cow::Owned(Value::String(id.to_string()))),
                             };
                             (source.clone(), a, v)
                         } else if let Some(a) = reverse {
@@ -646,10 +656,13 @@ impl<'c> Engine<'c> {
 
     fn extract_lookup(&self, etype: &str, eid: &Value) -> Res<Eid> {
         let Some(pair) = lookup_pair(eid)? else {
-            return Ok(Eid::Id(match eid {
-                Value::String(text) => as_uuid(text).unwrap_or_else(|| text.clone()),
-                other => other.to_string(),
-            }));
+            return Ok(Eid::Id(
+                match eid {
+                    Value::String(text) => as_uuid(text).unwrap_or_else(|| text.clone()),
+                    other => other.to_string(),
+                }
+                .into(),
+            ));
         };
         let label = if self.is_ref_lookup(etype, &pair.0) {
             ref_lookup_link_name(&pair)?
@@ -678,7 +691,7 @@ impl<'c> Engine<'c> {
             };
             if let Some(e) = e {
                 match e {
-                    Eid::Id(id) if as_uuid(id).is_none() => {
+                    Eid::Id(id) if !values::is_uuid_text(id) => {
                         return Err(ApiError::validation(
                             "tx-steps",
                             self.op_json(op),
@@ -708,7 +721,7 @@ impl<'c> Engine<'c> {
         value: &Value,
     ) -> Res<()> {
         let attr_row = &self.catalog.attrs[attr];
-        let is_uuid = value.as_str().and_then(as_uuid).is_some();
+        let is_uuid = value.as_str().is_some_and(values::is_uuid_text);
         if attr_row.label == "id" && !is_uuid {
             return Err(ApiError::validation(
                 "tx-steps",
@@ -729,7 +742,7 @@ impl<'c> Engine<'c> {
 
     fn eid_json(&self, e: &Eid) -> Value {
         match e {
-            Eid::Id(id) => json!(id),
+            Eid::Id(id) => json!(&**id),
             Eid::Lookup(attr, value) => json!([self.catalog.attrs[*attr].id, canonical(value)]),
         }
     }
@@ -831,7 +844,7 @@ impl<'c> Engine<'c> {
     // -----------------------------------------------------------------------------------------
     // Preprocessing (before any write, against the data as it was)
 
-    fn resolve_delete_lookups(&self, ops: Vec<Op>) -> Res<Vec<Op>> {
+    fn resolve_delete_lookups<'s>(&self, ops: Vec<Op<'s>>) -> Res<Vec<Op<'s>>> {
         let mut out = Vec::with_capacity(ops.len());
         let mut resolved_deletes = Vec::new();
         for op in ops {
@@ -843,7 +856,7 @@ impl<'c> Engine<'c> {
                     // A delete through a lookup that matches nothing is a no-op.
                     if let Some(id) = self.resolve_lookup(attr, &value)? {
                         resolved_deletes.push(Op::Delete {
-                            e: Eid::Id(id),
+                            e: Eid::Id(id.into()),
                             etype,
                         });
                     }
@@ -865,7 +878,7 @@ impl<'c> Engine<'c> {
                 Op::Delete {
                     e: Eid::Id(id),
                     etype,
-                } => Some((id.clone(), etype.clone())),
+                } => Some((id.to_string(), etype.clone())),
                 _ => None,
             })
             .collect();
@@ -916,7 +929,7 @@ impl<'c> Engine<'c> {
                 for pair in found {
                     if seen.insert(pair.clone()) {
                         ops.push(Op::Delete {
-                            e: Eid::Id(pair.0.clone()),
+                            e: Eid::Id(pair.0.as_str().into()),
                             etype: pair.1.clone(),
                         });
                         queue.push(pair);
@@ -940,7 +953,7 @@ impl<'c> Engine<'c> {
             }
             let value = match op {
                 Op::Add { v, .. } | Op::Retract { v, .. } => Some(self.val_json(v)),
-                Op::Merge { v, .. } => Some(v.clone()),
+                Op::Merge { v, .. } => Some((*v).clone()),
                 _ => None,
             };
             let editable = matches!(
@@ -1025,7 +1038,7 @@ impl<'c> Engine<'c> {
             let exists = match e {
                 Eid::Id(id) => existing
                     .get(self.catalog.attrs[a].etype.as_str())
-                    .is_some_and(|found| found.contains(id)),
+                    .is_some_and(|found| found.contains(&**id)),
                 Eid::Lookup(attr, value) => self.resolve_lookup(*attr, value)?.is_some(),
             };
             if mode == Mode::Create && exists {
@@ -1045,7 +1058,7 @@ impl<'c> Engine<'c> {
                 .iter()
                 .map(|op| match op {
                     Op::Add { e, .. } | Op::Merge { e, .. } => match e {
-                        Eid::Id(id) => id.clone(),
+                        Eid::Id(id) => id.to_string(),
                         lookup => values::pr_str(&self.eid_json(lookup)),
                     },
                     _ => String::new(),
@@ -1290,11 +1303,11 @@ impl<'c> Engine<'c> {
                 continue;
             };
             let entity = match e {
-                Eid::Id(id) => id.as_str(),
+                Eid::Id(id) => &**id,
                 Eid::Lookup(attr, value) => lookup_ids[&(*attr, storage_text(value))].as_str(),
             };
             let value = match v {
-                Val::Json(value) => Cow::Borrowed(value),
+                Val::Json(value) => Cow::Borrowed(value.as_ref()),
                 Val::Lookup(attr, value) => Cow::Owned({
                     let lookupable = {
                         let target = &self.catalog.attrs[*a];
@@ -1370,19 +1383,24 @@ impl<'c> Engine<'c> {
             })
             .collect();
         let conn = self.db()?;
-        let mut created_rows = self
+        let inserted = self
             .pending
             .borrow_mut()
             .insert_entities(conn, self.app.app_pk, self.now, &id_writes)
             .map_err(sql_error)?;
+        let mut created_rows = inserted.created;
         // Created entities that held no triple before the group: each of their (entity,
-        // attribute) pairs is written once here, so their triples are plain inserts.
+        // attribute) pairs is written once here, so their triples are plain inserts. Ids new
+        // to the app (most ids of a bulk write) hold nothing, so only the others are probed.
         let had_triples = IdProbe::HasTriple
             .matching(
                 self.db()?,
                 self.app.app_pk,
                 "",
-                created_rows.iter().map(|(_, id)| id.as_str()),
+                created_rows
+                    .iter()
+                    .map(|(_, id)| id.as_str())
+                    .filter(|id| !inserted.new_ids.contains(*id)),
             )
             .map_err(sql_error)?;
         let mut fresh: FxHashSet<&str> = FxHashSet::default();
@@ -1663,7 +1681,7 @@ impl<'c> Engine<'c> {
                 return Err(null_byte_error());
             }
             let entity = match e {
-                Eid::Id(id) => id.clone(),
+                Eid::Id(id) => id.to_string(),
                 Eid::Lookup(attr, value) => self.lookup_or_create(*attr, value)?,
             };
             let key = (entity, *a);
@@ -1706,11 +1724,11 @@ impl<'c> Engine<'c> {
                 continue;
             };
             let entity = match e {
-                Eid::Id(id) => Some(id.clone()),
+                Eid::Id(id) => Some(id.to_string()),
                 Eid::Lookup(attr, value) => self.resolve_lookup(*attr, value)?,
             };
             let value = match v {
-                Val::Json(value) => Some(value.clone()),
+                Val::Json(value) => Some(value.clone().into_owned()),
                 Val::Lookup(attr, value) => self.resolve_lookup(*attr, value)?.map(Value::String),
             };
             let (Some(entity), Some(value)) = (entity, value) else {
@@ -1747,7 +1765,7 @@ impl<'c> Engine<'c> {
             else {
                 continue;
             };
-            if !done.insert((id.clone(), etype.clone())) {
+            if !done.insert((id.to_string(), etype.clone())) {
                 continue;
             }
             let app_pk = self.app.app_pk;
@@ -2017,9 +2035,9 @@ fn ref_lookup_link_name(pair: &(String, Value)) -> Res<String> {
     Ok(parts[0].to_string())
 }
 
-fn eid_as_value(e: &Eid) -> Val {
+fn eid_as_value(e: &Eid) -> Val<'static> {
     match e {
-        Eid::Id(id) => Val::Json(Value::String(id.clone())),
+        Eid::Id(id) => Val::Json(Cow::Owned(Value::String(id.to_string()))),
         Eid::Lookup(attr, value) => Val::Lookup(*attr, value.clone()),
     }
 }
@@ -2092,8 +2110,9 @@ fn kinds_in_order(ops: &[Op]) -> Vec<usize> {
     order
 }
 
-fn group_by_kind(ops: Vec<Op>, order: &[usize]) -> Vec<(usize, Vec<Op>)> {
-    let mut groups: Vec<(usize, Vec<Op>)> = order.iter().map(|kind| (*kind, Vec::new())).collect();
+fn group_by_kind<'s>(ops: Vec<Op<'s>>, order: &[usize]) -> Vec<(usize, Vec<Op<'s>>)> {
+    let mut groups: Vec<(usize, Vec<Op<'s>>)> =
+        order.iter().map(|kind| (*kind, Vec::new())).collect();
     for op in ops {
         let kind = op.kind();
         match groups.iter_mut().find(|(k, _)| *k == kind) {

@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use serde::Serialize;
@@ -181,77 +181,150 @@ impl Source {
     }
 }
 
-/// Delimits the rows of the dataset document in one sequential read.
-fn index_dataset(path: &Path) -> Result<Vec<Source>, RunError> {
-    let file = File::open(path).map_err(|e| InputError::io(path, e))?;
-    let mut reader = DatasetReader::new(file).copy_rows(false);
-    let mut sources: Vec<Source> = Vec::new();
-    let mut current = 0;
-    loop {
-        let event = reader
-            .next_event()
-            .map_err(|(offset, message)| InputError::Malformed {
-                path: path.to_path_buf(),
-                offset,
-                message,
-            })?;
-        match event {
-            None => break,
-            Some(DatasetEvent::Namespace(name)) => {
-                current = match sources.iter().position(|s| s.name == name) {
-                    Some(index) => index,
-                    None => {
-                        sources.push(Source::new(name, path.to_path_buf()));
-                        sources.len() - 1
-                    }
-                };
-            }
-            Some(DatasetEvent::Row(offset)) => {
-                // A row always follows its namespace.
-                if let Some(source) = sources.get_mut(current) {
-                    source.push(offset, reader.row_len())?;
-                }
+/// Reads the input once, in order: delimits every row into its [`Source`] and hands the row
+/// text, in blocks, to `block` (which types it for the join on other threads).
+struct Scanner<'a> {
+    sources: Vec<Source>,
+    block: Block,
+    seq: u64,
+    pool: &'a Pool,
+    send: &'a mut dyn FnMut(Block, &[Source]) -> Result<(), RunError>,
+}
+
+/// Consecutive rows of the input, with their text, for pass 1.
+#[derive(Default)]
+struct Block {
+    seq: u64,
+    bytes: Vec<u8>,
+    rows: Vec<BlockRow>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BlockRow {
+    source: u32,
+    /// The row's index in its source (its ordinal minus one).
+    index: u32,
+    /// File offset, and where the text is in [`Block::bytes`].
+    offset: u64,
+    start: u32,
+    len: u32,
+}
+
+const BLOCK: usize = 4 << 20;
+
+impl Scanner<'_> {
+    fn source(&mut self, name: &str, path: &Path) -> usize {
+        match self.sources.iter().position(|s| s.name == name) {
+            Some(index) => index,
+            None => {
+                self.sources
+                    .push(Source::new(name.to_string(), path.to_path_buf()));
+                self.sources.len() - 1
             }
         }
     }
-    sources.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(sources)
+
+    /// Records the row whose text was just appended to the block (from `start`).
+    fn row(&mut self, source: usize, offset: u64, start: usize) -> Result<(), RunError> {
+        let len = (self.block.bytes.len() - start) as u64;
+        let src = &mut self.sources[source];
+        let index = u32::try_from(src.rows.len()).map_err(|_| InputError::Malformed {
+            path: src.path.clone(),
+            offset,
+            message: format!("{}: more than 4 billion rows", src.name),
+        })?;
+        src.push(offset, len)?;
+        self.block.rows.push(BlockRow {
+            source: source as u32,
+            index,
+            offset,
+            start: start as u32,
+            len: len as u32,
+        });
+        if self.block.bytes.len() >= BLOCK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), RunError> {
+        if self.block.rows.is_empty() {
+            return Ok(());
+        }
+        self.seq += 1;
+        let block = std::mem::replace(
+            &mut self.block,
+            Block {
+                seq: self.seq,
+                bytes: self.pool.take(BLOCK + (64 << 10)),
+                rows: Vec::new(),
+            },
+        );
+        (self.send)(block, &self.sources)
+    }
+
+    fn dataset(&mut self, path: &Path) -> Result<(), RunError> {
+        let file = File::open(path).map_err(|e| InputError::io(path, e))?;
+        let mut reader = DatasetReader::new(file).copy_rows(false);
+        let mut current = None;
+        loop {
+            let start = self.block.bytes.len();
+            let event = reader
+                .next_row_into(&mut self.block.bytes)
+                .map_err(|(offset, message)| InputError::Malformed {
+                    path: path.to_path_buf(),
+                    offset,
+                    message,
+                })?;
+            match event {
+                None => break,
+                Some(DatasetEvent::Namespace(name)) => current = Some(self.source(&name, path)),
+                Some(DatasetEvent::Row(offset)) => match current {
+                    Some(source) => self.row(source, offset, start)?,
+                    // A row always follows its namespace.
+                    None => self.block.bytes.truncate(start),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    fn ndjson(&mut self, name: &str, path: &Path) -> Result<(), RunError> {
+        let source = self.source(name, path);
+        let mut reader = open_ndjson(path)?;
+        while let Some((offset, text)) = reader.next_row().map_err(|e| InputError::io(path, e))? {
+            let start = self.block.bytes.len();
+            self.block.bytes.extend_from_slice(text);
+            self.row(source, offset, start)?;
+        }
+        Ok(())
+    }
 }
 
-/// Delimits the rows of every `<namespace>.ndjson` of an extract directory.
-fn index_extract_dir(dir: &Path) -> Result<Vec<Source>, RunError> {
+/// The `<namespace>.ndjson` files of an extract directory, by name.
+fn extract_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, RunError> {
     let entries = std::fs::read_dir(dir).map_err(|e| InputError::io(dir, e))?;
-    let mut sources = Vec::new();
+    let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| InputError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(ns) = name.strip_suffix(".ndjson") {
             if !ns.starts_with('.') {
-                sources.push(Source::new(ns.to_string(), entry.path()));
+                files.push((ns.to_string(), entry.path()));
             }
         }
     }
-    sources.sort_by(|a, b| a.name.cmp(&b.name));
-    if !sources
+    files.sort();
+    if !files
         .iter()
-        .any(|s| matches!(s.kind, Kind::Legacy(_)))
+        .any(|(name, _)| LegacyNamespace::parse(name).is_some())
     {
         return Err(RunError::Usage(format!(
             "{}: no legacy namespace file (context_contexts.ndjson, context_events.ndjson, story_executions.ndjson, story_steps.ndjson, story_parts.ndjson)",
             dir.display()
         )));
     }
-    for source in &mut sources {
-        let mut reader = open_ndjson(&source.path)?;
-        while let Some((offset, text)) = reader
-            .next_row()
-            .map_err(|e| InputError::io(&source.path, e))?
-        {
-            let len = text.len() as u64;
-            source.push(offset, len)?;
-        }
-    }
-    Ok(sources)
+    Ok(files)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -410,17 +483,22 @@ struct PartFact {
     ordinal: u64,
 }
 
-/// What pass 1 found in one slice of one source.
+/// What pass 1 found in one block.
 #[derive(Default)]
 struct Light {
+    seq: u64,
     join: JoinBuilder,
-    rejects: Vec<Reject>,
-    dropped: u64,
+    /// (source, reject) of rows not migrated, and how many rows per source that is.
+    rejects: Vec<(u32, Reject)>,
+    dropped: Vec<(u32, u64)>,
+    /// (source, length) and cell of each row of the block.
+    rows: Vec<(u32, u32)>,
     cells: Vec<u16>,
-    bytes: Vec<u64>,
     part_facts: Vec<PartFact>,
-    /// Existing target rows: (key, id), in input order.
-    existing: Vec<(String, Uuid)>,
+    /// Existing target rows: (kind, key, id), in input order.
+    existing: Vec<(Kind, String, Uuid)>,
+    /// The first malformed row: (file offset, error).
+    error: Option<(u64, RunError)>,
 }
 
 #[derive(serde::Deserialize)]
@@ -436,34 +514,35 @@ struct SideRow {
     created_at: Option<serde_json::Value>,
 }
 
-fn light_slice(source: &Source, file: &File, range: Range<usize>) -> Result<Light, RunError> {
-    let rows = &source.rows[range.clone()];
+/// Pass 1 on one block: every row typed for the join (big attributes left out).
+fn light_block(block: &Block, sources: &[(String, Kind, PathBuf)]) -> Light {
     let mut light = Light {
-        cells: vec![SKIP; rows.len()],
-        bytes: vec![0; CELLS],
+        seq: block.seq,
+        rows: block.rows.iter().map(|r| (r.source, r.len)).collect(),
+        cells: vec![SKIP; block.rows.len()],
         ..Light::default()
     };
-    let first = range.start as u64;
-    for_each_row(file, &source.path, rows, |_| true, |k, text| {
-        let ordinal = first + k as u64 + 1;
-        match source.kind {
-            Kind::Legacy(ns) => {
-                let cell = match type_row_light(ns, text, ordinal) {
-                    Ok(row) => light.add(row, ordinal),
-                    Err(RowError::Reject(reject)) => {
-                        light.rejects.push(reject);
-                        light.dropped += 1;
-                        SKIP
-                    }
-                    Err(RowError::Syntax { offset, error }) => {
-                        return Err(malformed(&source.path, rows[k].offset + offset as u64, ns, ordinal, &error));
-                    }
-                };
-                if cell != SKIP {
-                    light.bytes[cell as usize] += text.len() as u64;
-                }
-                light.cells[k] = cell;
+    for (k, row) in block.rows.iter().enumerate() {
+        let text = &block.bytes[row.start as usize..(row.start + row.len) as usize];
+        let (name, kind, path) = &sources[row.source as usize];
+        let ordinal = u64::from(row.index) + 1;
+        let not_migrated = |light: &mut Light, reject: Reject| {
+            light.rejects.push((row.source, reject));
+            match light.dropped.last_mut() {
+                Some((source, n)) if *source == row.source => *n += 1,
+                _ => light.dropped.push((row.source, 1)),
             }
+        };
+        match *kind {
+            Kind::Legacy(ns) => match type_row_light(ns, text, ordinal) {
+                Ok(typed) => light.cells[k] = light.add(typed, ordinal),
+                Err(RowError::Reject(reject)) => not_migrated(&mut light, reject),
+                Err(RowError::Syntax { offset, error }) => {
+                    let at = row.offset + offset as u64;
+                    light.error = Some((at, malformed(path, at, ns, ordinal, &error)));
+                    return light;
+                }
+            },
             Kind::ExistingThreads | Kind::ExistingContexts => {
                 if let Ok(Existing {
                     id: Some(id),
@@ -471,7 +550,7 @@ fn light_slice(source: &Source, file: &File, range: Range<usize>) -> Result<Ligh
                 }) = serde_json::from_slice(text)
                 {
                     if let Some((id, _)) = parse_uuid(&id) {
-                        light.existing.push((key, id));
+                        light.existing.push((*kind, key, id));
                     }
                 }
             }
@@ -481,7 +560,7 @@ fn light_slice(source: &Source, file: &File, range: Range<usize>) -> Result<Ligh
                     Some(serde_json::Value::String(id)) => Some(id.trim().to_string()),
                     _ => None,
                 };
-                if source.kind == Kind::Whatsapp {
+                if *kind == Kind::Whatsapp {
                     let id = id_text.as_deref().and_then(parse_uuid).map(|(id, _)| id);
                     let created = side
                         .and_then(|s| s.created_at)
@@ -490,18 +569,19 @@ fn light_slice(source: &Source, file: &File, range: Range<usize>) -> Result<Ligh
                         light.join.add_whatsapp_message(id, created);
                     }
                 }
-                light.dropped += 1;
-                light.rejects.push(Reject {
-                    namespace: source.name.clone(),
-                    id: id_text.unwrap_or_else(|| format!("#{ordinal}")),
-                    rule: Rule::UnknownNamespace,
-                    detail: format!("namespace {} is not a legacy story namespace", source.name),
-                });
+                not_migrated(
+                    &mut light,
+                    Reject {
+                        namespace: name.clone(),
+                        id: id_text.unwrap_or_else(|| format!("#{ordinal}")),
+                        rule: Rule::UnknownNamespace,
+                        detail: format!("namespace {name} is not a legacy story namespace"),
+                    },
+                );
             }
         }
-        Ok(())
-    })?;
-    Ok(light)
+    }
+    light
 }
 
 impl Light {
@@ -545,6 +625,194 @@ impl Light {
             },
         }
     }
+}
+
+/// Pass 1 over the whole input: the row index of every source and the join.
+#[derive(Default)]
+struct Scanned {
+    sources: Vec<Source>,
+    join: JoinBuilder,
+    rejects: Vec<(u32, Reject)>,
+    dropped: Vec<(u32, u64)>,
+    part_facts: Vec<PartFact>,
+    existing_threads: Vec<(String, Uuid)>,
+    existing_contexts: Vec<(String, Uuid)>,
+    /// Per source: the cell of each row, and the bytes of each cell.
+    cells: Vec<Vec<u16>>,
+    bytes: Vec<Box<[u64; CELLS]>>,
+    /// The next block to merge, blocks typed but waiting for an earlier one.
+    next: u64,
+    pending: BTreeMap<u64, Light>,
+    /// The malformed row or document part with the smallest offset: the one reported.
+    error: Option<(u64, RunError)>,
+}
+
+impl Scanned {
+    fn note_error(&mut self, at: u64, error: RunError) {
+        if self.error.as_ref().is_none_or(|(seen, _)| at < *seen) {
+            self.error = Some((at, error));
+        }
+    }
+
+    /// Takes the result of one block; merges every block that is next in input order (the
+    /// join keeps the first row of an id).
+    fn take(&mut self, light: Light) {
+        self.pending.insert(light.seq, light);
+        while let Some(mut light) = self.pending.remove(&self.next) {
+            self.next += 1;
+            if let Some((at, error)) = light.error.take() {
+                self.note_error(at, error);
+            }
+            self.join.merge(light.join);
+            self.rejects.extend(light.rejects);
+            self.dropped.extend(light.dropped);
+            self.part_facts.extend(light.part_facts);
+            for (kind, key, id) in light.existing {
+                match kind {
+                    Kind::ExistingThreads => self.existing_threads.push((key, id)),
+                    _ => self.existing_contexts.push((key, id)),
+                }
+            }
+            for ((source, len), cell) in light.rows.into_iter().zip(light.cells) {
+                let source = source as usize;
+                if self.cells.len() <= source {
+                    self.cells.resize_with(source + 1, Vec::new);
+                    self.bytes.resize_with(source + 1, || Box::new([0; CELLS]));
+                }
+                self.cells[source].push(cell);
+                if cell != SKIP {
+                    self.bytes[source][cell as usize] += u64::from(len);
+                }
+            }
+        }
+    }
+}
+
+/// Buffers handed back for reuse: large buffers fresh from the allocator cost a page fault per
+/// page written, every time.
+#[derive(Default)]
+struct Pool(Mutex<Vec<Vec<u8>>>);
+
+impl Pool {
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut buffer = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.pop())
+            .unwrap_or_default();
+        buffer.clear();
+        buffer.reserve(capacity);
+        buffer
+    }
+
+    fn give(&self, buffer: Vec<u8>) {
+        if let Ok(mut pool) = self.0.lock() {
+            pool.push(buffer);
+        }
+    }
+}
+
+/// Reads the input once: the scanning thread delimits rows and sends blocks of them to
+/// workers, which type them for the join; results are merged in input order as they come.
+fn scan(input: &Input) -> Result<Scanned, RunError> {
+    type Job = (Block, Arc<Vec<(String, Kind, PathBuf)>>);
+    let threads = workers();
+    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads);
+    let job_rx = Mutex::new(job_rx);
+    let (light_tx, light_rx) = mpsc::channel::<Light>();
+    let pool = Pool::default();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let light_tx = light_tx.clone();
+            let job_rx = &job_rx;
+            let pool = &pool;
+            scope.spawn(move || loop {
+                let job = match job_rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                let Ok((block, sources)) = job else { return };
+                let light = light_block(&block, &sources);
+                pool.give(block.bytes);
+                if light_tx.send(light).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(light_tx);
+
+        let mut scanned = Scanned {
+            next: 1,
+            ..Scanned::default()
+        };
+        let mut names: Arc<Vec<(String, Kind, PathBuf)>> = Arc::new(Vec::new());
+        let (result, sources) = {
+            let mut send = |block: Block, sources: &[Source]| -> Result<(), RunError> {
+                if names.len() != sources.len() {
+                    names = Arc::new(
+                        sources
+                            .iter()
+                            .map(|s| (s.name.clone(), s.kind, s.path.clone()))
+                            .collect(),
+                    );
+                }
+                while let Ok(light) = light_rx.try_recv() {
+                    scanned.take(light);
+                }
+                job_tx
+                    .send((block, Arc::clone(&names)))
+                    .map_err(|_| RunError::Usage("pass 1 stopped".into()))
+            };
+            let mut scanner = Scanner {
+                sources: Vec::new(),
+                block: Block {
+                    seq: 1,
+                    ..Block::default()
+                },
+                seq: 1,
+                pool: &pool,
+                send: &mut send,
+            };
+            let result = match input {
+                Input::Dataset(path) => scanner.dataset(path),
+                Input::ExtractDir(dir) => extract_files(dir).and_then(|files| {
+                    files
+                        .iter()
+                        .try_for_each(|(name, path)| scanner.ndjson(name, path))
+                }),
+            }
+            .and_then(|()| scanner.flush());
+            (result, scanner.sources)
+        };
+        drop(job_tx);
+        // Every block sent is typed and merged, even after a scan error: the earliest
+        // problem in the input is the one reported, whatever the thread timing.
+        for light in light_rx.iter() {
+            scanned.take(light);
+        }
+        if let Err(error) = result {
+            let at = match &error {
+                RunError::Input(InputError::Malformed { offset, .. }) => *offset,
+                _ => 0,
+            };
+            scanned.note_error(at, error);
+        }
+        if let Some((_, error)) = scanned.error.take() {
+            return Err(error);
+        }
+        scanned.sources = sources;
+        for (index, source) in scanned.sources.iter_mut().enumerate() {
+            if let (Some(cells), Some(bytes)) = (scanned.cells.get(index), scanned.bytes.get(index)) {
+                for (row, cell) in source.rows.iter_mut().zip(cells) {
+                    row.cell = *cell;
+                }
+                source.cells = bytes.clone();
+            }
+        }
+        scanned.cells = Vec::new();
+        Ok(scanned)
+    })
 }
 
 /// Parts whose key another part wins (newest updatedAt, then smallest id): ordinal -> (the
@@ -720,11 +988,22 @@ fn map_slice(
     cells: (u16, u16),
     join: &Join,
     losers: &HashMap<u64, (Uuid, String)>,
+    pool: &Pool,
 ) -> Result<Mapped, RunError> {
     let rows = &source.rows[range.clone()];
     let first = range.start as u64;
-    let mut out = Mapped::default();
     let want = |row: &RowRef| row.cell != SKIP && row.cell >= cells.0 && row.cell <= cells.1;
+    // Output rows are about as long as input rows, plus their links: reserved once (only
+    // the pages written count), rather than grown and copied.
+    let (selected, bytes) = rows
+        .iter()
+        .filter(|row| want(row))
+        .fold((0usize, 0usize), |(n, b), row| (n + 1, b + row.len as usize));
+    let mut out = Mapped {
+        arena: pool.take(bytes + bytes / 4 + selected * 600),
+        recs: Vec::with_capacity(selected),
+        ..Mapped::default()
+    };
     for_each_row(file, &source.path, rows, want, |k, text| {
         let ordinal = first + k as u64 + 1;
         let row = match type_row(ns, text, ordinal) {
@@ -870,6 +1149,7 @@ impl Out<'_> {
         join: &Join,
         losers: &HashMap<u64, (Uuid, String)>,
         budget: u64,
+        pool: &Pool,
     ) -> Result<(), RunError> {
         let target = ns.target();
         let path = self.dir.join(target.file_name());
@@ -881,18 +1161,22 @@ impl Out<'_> {
             // each gets half the budget.
             let passes = plan_passes(&source.cells, (budget / 2).max(1));
             let (tx, rx) = mpsc::sync_channel::<Vec<Mapped>>(0);
+            let (this, writer_file, writer_path) = (&mut *self, &mut file, &path);
             count = std::thread::scope(|scope| -> Result<u64, RunError> {
-                let writer = scope.spawn(|| -> Result<u64, RunError> {
+                let writer = scope.spawn(move || -> Result<u64, RunError> {
                     let mut count = 0;
                     for mapped in rx {
-                        count += self.write_pass(ns, mapped, &mut file, &path)?;
+                        count += this.write_pass(ns, &mapped, writer_file, writer_path)?;
+                        for slice in mapped {
+                            pool.give(slice.arena);
+                        }
                     }
                     Ok(count)
                 });
                 let mut mapping = Ok(());
                 for cells in passes {
                     let mapped = parallel(&source.rows, |range| {
-                        map_slice(source, ns, &input, range, cells, join, losers)
+                        map_slice(source, ns, &input, range, cells, join, losers, pool)
                     });
                     match mapped {
                         // The writer stopped on an error: it says which.
@@ -932,11 +1216,11 @@ impl Out<'_> {
     fn write_pass(
         &mut self,
         ns: LegacyNamespace,
-        mapped: Vec<Mapped>,
+        mapped: &[Mapped],
         file: &mut AtomicFile,
         path: &Path,
     ) -> Result<u64, RunError> {
-        for part in &mapped {
+        for part in mapped {
             self.count_drops(ns.as_str(), part.dropped);
             for reject in &part.rejects {
                 self.reject(reject)?;
@@ -1117,14 +1401,18 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
     let budget = config.sort_budget.max(1024);
 
     let t0 = std::time::Instant::now(); // TIMING
-    // 1. Index.
-    let mut sources = match &config.input {
-        Input::Dataset(path) => index_dataset(path)?,
-        Input::ExtractDir(dir) => index_extract_dir(dir)?,
-    };
-
-    eprintln!("TIMING index {:?} cpu {}", t0.elapsed(), cpu_ms()); // TIMING
-    // 2. Join.
+    // 1. Read the input once: the row index and the join.
+    let Scanned {
+        sources,
+        join,
+        rejects: scan_rejects,
+        dropped: scan_dropped,
+        part_facts,
+        existing_threads,
+        existing_contexts,
+        ..
+    } = scan(&config.input)?;
+    eprintln!("TIMING scan {:?} cpu {}", t0.elapsed(), cpu_ms()); // TIMING
     let mut summary = Summary {
         input: BTreeMap::new(),
         output: BTreeMap::new(),
@@ -1137,49 +1425,19 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
     for ns in LegacyNamespace::ALL {
         summary.input.insert(ns.as_str().to_string(), 0);
     }
-    let mut options = config.options.clone();
-    let mut builder = JoinBuilder::new();
-    let mut typing_rejects: Vec<(String, Vec<Reject>, u64)> = Vec::new();
-    let mut part_facts = Vec::new();
-    for source in &mut sources {
+    for source in &sources {
         summary
             .input
             .insert(source.name.clone(), source.rows.len() as u64);
-        let file = File::open(&source.path).map_err(|e| InputError::io(&source.path, e))?;
-        let slices = {
-            let source: &Source = source;
-            parallel(&source.rows, |range| light_slice(source, &file, range))?
-        };
-        let mut offset = 0;
-        let mut rejects = Vec::new();
-        let mut dropped = 0;
-        for light in slices {
-            builder.merge(light.join);
-            for (k, cell) in light.cells.iter().enumerate() {
-                source.rows[offset + k].cell = *cell;
-            }
-            offset += light.cells.len();
-            for (cell, bytes) in light.bytes.iter().enumerate() {
-                source.cells[cell] += bytes;
-            }
-            rejects.extend(light.rejects);
-            dropped += light.dropped;
-            part_facts.extend(light.part_facts);
-            let existing = match source.kind {
-                Kind::ExistingThreads => Some(&mut options.existing_threads),
-                Kind::ExistingContexts => Some(&mut options.existing_contexts),
-                _ => None,
-            };
-            if let Some(existing) = existing {
-                for (key, id) in light.existing {
-                    existing.entry(key).or_insert(id);
-                }
-            }
-        }
-        typing_rejects.push((source.name.clone(), rejects, dropped));
     }
-    let join = builder.finish(&options);
-    eprintln!("TIMING light {:?} cpu {}", t0.elapsed(), cpu_ms()); // TIMING
+    let mut options = config.options.clone();
+    for (key, id) in existing_threads {
+        options.existing_threads.entry(key).or_insert(id);
+    }
+    for (key, id) in existing_contexts {
+        options.existing_contexts.entry(key).or_insert(id);
+    }
+    let join = join.finish(&options);
     let losers = part_losers(part_facts, &join);
     eprintln!("TIMING finish {:?} cpu {}", t0.elapsed(), cpu_ms()); // TIMING
 
@@ -1197,11 +1455,13 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
         finished: Vec::new(),
         syncer: Syncer::new(),
     };
-    for (name, rejects, dropped) in typing_rejects {
-        out.count_drops(&name, dropped);
-        for reject in &rejects {
-            out.reject(reject)?;
-        }
+    // Arenas of mapped rows, reused from one cell range (and namespace) to the next.
+    let pool = Pool::default();
+    for (source, rows) in scan_dropped {
+        out.count_drops(&sources[source as usize].name, rows);
+    }
+    for (_, reject) in &scan_rejects {
+        out.reject(reject)?;
     }
     // The order of `links.ndjson`: by source namespace, then source id.
     for ns in [
@@ -1212,7 +1472,7 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
         LegacyNamespace::StorySteps,
     ] {
         let source = sources.iter().find(|s| s.kind == Kind::Legacy(ns));
-        out.namespace(ns, source, &join, &losers, budget as u64)?;
+        out.namespace(ns, source, &join, &losers, budget as u64, &pool)?;
         eprintln!("TIMING {ns} {:?} cpu {}", t0.elapsed(), cpu_ms()); // TIMING
     }
     drop(sources);
@@ -1246,5 +1506,8 @@ fn summary_document(summary: &Summary) -> serde_json::Value {
 fn cpu_ms() -> u64 { // TIMING
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default(); // TIMING
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect(); // TIMING
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default(); // TIMING
+    let rss = status.lines().filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM")).collect::<Vec<_>>().join(" "); // TIMING
+    eprint!("[{rss}] "); // TIMING
     (fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)) * 10 // TIMING
 } // TIMING

@@ -94,6 +94,17 @@ pub enum Command {
     /// migrated_verified) from the org matrix and the run evidence (hash-checked run folders
     /// and the run ledger); writes migration-status.{json,md} and prints the table.
     Status(StatusArgs),
+    /// The non-mutating pre-migration validation bundle of one org: schema and permissions
+    /// backups, schema plan, extract, transform, tx plan with sha256, dry run (plan check and
+    /// rehearsal on an embedded copy) and the row counts before migration, into
+    /// <artifacts>/runs/<run id>/ with reports/pre-migration-validation.<run id>.<org>.json
+    /// (exit 1 when the bundle is not ok).
+    Validate(ValidateArgs),
+    /// The planning pipeline, in process: env check, preflight scan, model plan, org matrix,
+    /// diagnostics, runbook, hot-deploy gates, status, and the validation bundle of each
+    /// --org-ids org; writes reports/pipeline.<run id>.json (read-only; exit 1 when the wave is
+    /// not safe).
+    Pipeline(PipelineArgs),
     /// The scenario registry: failure signatures of run reports grouped into scenarios with
     /// their deterministic actions.
     #[command(subcommand)]
@@ -704,6 +715,89 @@ pub struct ApplyArgs {
     /// Steps per batch when the plan has to be built.
     #[arg(long = "batch-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub batch_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The target schema the bundle plans and transforms for (instant.schema.ts, JSON,
+    /// builtin:<name>).
+    #[arg(long = "schema-file", value_name = "SCHEMA", default_value = "builtin:thread-v1")]
+    pub schema_file: String,
+    /// Run id (default `pre-migration-<unix ms>`); the run folder must not exist yet.
+    #[arg(long = "run-id", value_name = "RUN_ID")]
+    pub run_id: Option<String>,
+    /// Artifacts root: the run folder goes to <DIR>/runs/, the report to <DIR>/reports/.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// The report (default <artifacts>/reports/pre-migration-validation.<run id>.<org>.json).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Rows per page of the extract.
+    #[arg(long = "page-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub page_size: u64,
+    /// Steps per transaction of the tx plan (as `migrate`'s, so the sha256 matches its plan).
+    #[arg(long = "batch-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_size: u64,
+    /// Batches in flight during the rehearsal on the embedded copy.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Rows per namespace compared field by field on the copy.
+    #[arg(long, default_value_t = 200)]
+    pub sample: u64,
+}
+
+/// What `threadmig pipeline` runs. Only planning: execution is `threadmig migrate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PipelineMode {
+    Planning,
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// What to run: planning and pre-migration validation (the only mode; nothing is mutated).
+    #[arg(long, value_enum, default_value = "planning")]
+    pub mode: PipelineMode,
+    /// Run id recorded by every step (default `mig-<unix ms>`); the run folder must not exist.
+    #[arg(long = "run-id", value_name = "RUN_ID")]
+    pub run_id: Option<String>,
+    /// The application repository the preflight scan and the model plan read.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// The target schema (default <repo>/instant.schema.ts; builtin:<name> allowed).
+    #[arg(long = "schema-file", value_name = "SCHEMA")]
+    pub schema_file: Option<String>,
+    /// Plan only these organisations (ids separated by `,` or `;`) and validate each one's
+    /// pre-migration bundle; without it every organisation is planned and none validated.
+    #[arg(long = "org-ids", value_name = "IDS")]
+    pub org_ids: Option<String>,
+    /// Passed to the hot-deploy gates, which record the failed gates as overridden; the
+    /// pipeline still reports the wave as not safe.
+    #[arg(long = "allow-unsafe")]
+    pub allow_unsafe: bool,
+    /// Go on after a step fails (steps that need its output are still skipped).
+    #[arg(long = "continue-on-error")]
+    pub continue_on_error: bool,
+    /// Artifacts root: reports go to <DIR>/reports/, run folders to <DIR>/runs/.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// Organisations planned (and rows diagnosed) at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub concurrency: u64,
+    /// Environment name recorded in the matrix.
+    #[arg(long, default_value = "production")]
+    pub env: String,
+    /// Steps per transaction of each validation's tx plan.
+    #[arg(long = "batch-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_size: u64,
+    /// Rows per page of each validation's extract.
+    #[arg(long = "page-size", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub page_size: u64,
+    #[command(flatten)]
+    pub source: FleetSourceArgs,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
 }
 
 #[derive(Debug, Args)]

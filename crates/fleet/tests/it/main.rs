@@ -2,8 +2,10 @@
 
 mod diagnose;
 mod matrix;
+mod pipeline;
 mod runbook;
 mod gates;
 mod ledger;
 mod registry;
 mod status;
+mod validate;

@@ -10,6 +10,8 @@
 //! The engine writes the pending rows out before any other statement runs, so every read sees
 //! the same data as if each row had been inserted on its own.
 
+use std::sync::OnceLock;
+
 use rusqlite::{Connection, Result, Row, Statement, ToSql};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -59,13 +61,66 @@ const ENTITIES_INSERT: &str =
     "INSERT OR IGNORE INTO entities (app_pk, etype, entity_pk, entity_id, created_at) VALUES ";
 const ENTITY_PARAMS: usize = 3;
 
-/// New keys only: `RETURNING` leaves out the ids that already had one.
-const KEYS_INSERT: &str = "INSERT INTO entity_keys (app_pk, entity_id) VALUES ";
-const KEYS_RETURNING: &str = " ON CONFLICT DO NOTHING RETURNING entity_id, entity_pk";
+/// New keys only: `RETURNING` leaves out the ids that already had one. `OR IGNORE` rather
+/// than `ON CONFLICT DO NOTHING`: the latter still aborts on a NOT NULL violation, so SQLite
+/// would keep a statement journal of every page the multi-row insert touches, and no bound
+/// value here can be null.
+const KEYS_INSERT: &str = "INSERT OR IGNORE INTO entity_keys (app_pk, entity_id) VALUES ";
+const KEYS_RETURNING: &str = " RETURNING entity_id, entity_pk";
 
 fn key_tuple(first: usize) -> String {
     format!("(?1, ?{first})")
 }
+
+/// A multi-row `INSERT` and its texts for each of [`INSERT_CHUNKS`] rows, built once: the
+/// write path runs these statements several times per transact.
+struct InsertSql {
+    head: &'static str,
+    tuple: Tuple,
+    params_per_row: usize,
+    returning: &'static str,
+    texts: OnceLock<[String; INSERT_CHUNKS.len()]>,
+}
+
+impl InsertSql {
+    const fn new(
+        head: &'static str,
+        tuple: Tuple,
+        params_per_row: usize,
+        returning: &'static str,
+    ) -> InsertSql {
+        InsertSql {
+            head,
+            tuple,
+            params_per_row,
+            returning,
+            texts: OnceLock::new(),
+        }
+    }
+
+    /// The text for `INSERT_CHUNKS[chunk]` rows.
+    fn text(&self, chunk: usize) -> &str {
+        &self.texts.get_or_init(|| {
+            INSERT_CHUNKS.map(|rows| {
+                let mut text = values_sql(self.head, self.tuple, self.params_per_row, rows);
+                text.push_str(self.returning);
+                text
+            })
+        })[chunk]
+    }
+}
+
+static KEYS_SQL: InsertSql = InsertSql::new(KEYS_INSERT, key_tuple, 1, KEYS_RETURNING);
+static ENTITIES_SQL: InsertSql =
+    InsertSql::new(ENTITIES_INSERT, plain_tuple::<ENTITY_PARAMS>, ENTITY_PARAMS, "");
+static NEW_ENTITIES_SQL: InsertSql = InsertSql::new(
+    ENTITIES_INSERT,
+    plain_tuple::<ENTITY_PARAMS>,
+    ENTITY_PARAMS,
+    " RETURNING etype, entity_id",
+);
+static TRIPLES_SQL: InsertSql =
+    InsertSql::new(TRIPLES_INSERT, plain_tuple::<TRIPLE_PARAMS>, TRIPLE_PARAMS, "");
 
 impl PendingInserts {
     pub fn is_empty(&self) -> bool {
@@ -82,12 +137,13 @@ impl PendingInserts {
     }
 
     /// The key of every id in `ids`, from the cache, the table, or assigned now (new ids get
-    /// the next keys in id order).
+    /// the next keys in id order). The keys assigned now are added to `assigned`.
     pub fn resolve_keys<'i>(
         &mut self,
         conn: &Connection,
         app_pk: i64,
         ids: impl IntoIterator<Item = &'i str>,
+        assigned: &mut FxHashSet<i64>,
     ) -> Result<()> {
         let mut missing: Vec<&str> = ids
             .into_iter()
@@ -103,14 +159,15 @@ impl PendingInserts {
         let keys = &mut self.keys;
         insert_rows_returning(
             conn,
-            (KEYS_INSERT, key_tuple, KEYS_RETURNING),
-            1,
+            &KEYS_SQL,
             &missing,
             app_pk,
             0,
             |statement, first, id| statement.raw_bind_parameter(first, id),
             |row| {
-                keys.insert(row.get(0)?, row.get(1)?);
+                let pk = row.get(1)?;
+                keys.insert(row.get(0)?, pk);
+                assigned.insert(pk);
                 Ok(())
             },
         )?;
@@ -149,6 +206,7 @@ impl PendingInserts {
                 .iter()
                 .map(|(_, id)| id.as_str())
                 .chain(triples.iter().map(|row| row.entity_id.as_str())),
+            &mut FxHashSet::default(),
         )?;
         let mut entities: Vec<(&str, i64, &str)> = entities
             .iter()
@@ -157,8 +215,7 @@ impl PendingInserts {
         entities.sort_unstable();
         insert_rows(
             conn,
-            (ENTITIES_INSERT, plain_tuple::<ENTITY_PARAMS>),
-            ENTITY_PARAMS,
+            &ENTITIES_SQL,
             &entities,
             app_pk,
             now,
@@ -177,8 +234,7 @@ impl PendingInserts {
         });
         insert_rows(
             conn,
-            (TRIPLES_INSERT, plain_tuple::<TRIPLE_PARAMS>),
-            TRIPLE_PARAMS,
+            &TRIPLES_SQL,
             &triples,
             app_pk,
             now,
@@ -193,17 +249,18 @@ impl PendingInserts {
         )
     }
 
-    /// Inserts entity rows `(etype, entity_id)` now (after the pending rows), and returns those
-    /// that were not there yet (`RETURNING` leaves out the rows `OR IGNORE` skips).
+    /// Inserts entity rows `(etype, entity_id)` now (after the pending rows), and tells which
+    /// were not there yet (`RETURNING` leaves out the rows `OR IGNORE` skips).
     pub fn insert_entities(
         &mut self,
         conn: &Connection,
         app_pk: i64,
         now: i64,
         rows: &[(&str, &str)],
-    ) -> Result<FxHashSet<(String, String)>> {
+    ) -> Result<InsertedEntities> {
         self.flush(conn, app_pk, now)?;
-        self.resolve_keys(conn, app_pk, rows.iter().map(|(_, id)| *id))?;
+        let mut assigned = FxHashSet::default();
+        self.resolve_keys(conn, app_pk, rows.iter().map(|(_, id)| *id), &mut assigned)?;
         let mut rows: Vec<(&str, i64, &str)> = rows
             .iter()
             .map(|(etype, id)| Ok((*etype, self.key(id)?, *id)))
@@ -213,12 +270,7 @@ impl PendingInserts {
         let mut created = FxHashSet::with_capacity_and_hasher(rows.len(), Default::default());
         insert_rows_returning(
             conn,
-            (
-                ENTITIES_INSERT,
-                plain_tuple::<ENTITY_PARAMS>,
-                " RETURNING etype, entity_id",
-            ),
-            ENTITY_PARAMS,
+            &NEW_ENTITIES_SQL,
             &rows,
             app_pk,
             now,
@@ -232,65 +284,67 @@ impl PendingInserts {
                 Ok(())
             },
         )?;
-        Ok(created)
+        // An id keyed by this very call had no key before it, and every row refers to its
+        // entity by key: nothing can be stored for it yet.
+        let new_ids = rows
+            .iter()
+            .filter(|(_, pk, _)| assigned.contains(pk))
+            .map(|(_, _, id)| id.to_string())
+            .collect();
+        Ok(InsertedEntities { created, new_ids })
     }
+}
+
+/// What [`PendingInserts::insert_entities`] did.
+#[derive(Debug, Default)]
+pub struct InsertedEntities {
+    /// `(etype, entity_id)` of the rows that were not there yet.
+    pub created: FxHashSet<(String, String)>,
+    /// The ids that had no key before the call, so no triple, link or entity row of any
+    /// namespace (all of them are among `created`).
+    pub new_ids: FxHashSet<String>,
 }
 
 /// The text of one row's tuple, given the index of its first own parameter (`?1` is the app,
 /// `?2` the time).
 type Tuple = fn(usize) -> String;
 
-/// Inserts `rows` with multi-row statements of [`INSERT_CHUNKS`] rows, each row written by
-/// `sql.1` with `params_per_row` own parameters; `bind` binds one row's own parameters from
-/// the given index on.
+/// Inserts `rows` with multi-row statements of [`INSERT_CHUNKS`] rows; `bind` binds one
+/// row's own parameters from the given index on.
 fn insert_rows<T>(
     conn: &Connection,
-    sql: (&str, Tuple),
-    params_per_row: usize,
+    sql: &InsertSql,
     rows: &[T],
     app_pk: i64,
     now: i64,
     bind: impl Fn(&mut Statement<'_>, usize, &T) -> Result<()>,
 ) -> Result<()> {
-    insert_rows_returning(
-        conn,
-        (sql.0, sql.1, ""),
-        params_per_row,
-        rows,
-        app_pk,
-        now,
-        bind,
-        |_| Ok(()),
-    )
+    insert_rows_returning(conn, sql, rows, app_pk, now, bind, |_| Ok(()))
 }
 
-/// [`insert_rows`] with a `RETURNING` clause (`sql.2`), each returned row given to `returned`.
-#[allow(clippy::too_many_arguments)]
+/// [`insert_rows`] for a statement with a `RETURNING` clause, each returned row given to
+/// `returned`.
 fn insert_rows_returning<T>(
     conn: &Connection,
-    sql: (&str, Tuple, &str),
-    params_per_row: usize,
+    sql: &InsertSql,
     rows: &[T],
     app_pk: i64,
     now: i64,
     bind: impl Fn(&mut Statement<'_>, usize, &T) -> Result<()>,
     mut returned: impl FnMut(&Row<'_>) -> Result<()>,
 ) -> Result<()> {
-    let (head, tuple, returning) = sql;
     let mut rest = rows;
-    for chunk in INSERT_CHUNKS {
+    for (index, chunk) in INSERT_CHUNKS.into_iter().enumerate() {
         if rest.len() < chunk {
             continue;
         }
-        let mut text = values_sql(head, tuple, params_per_row, chunk);
-        text.push_str(returning);
-        let mut statement = conn.prepare_cached(&text)?;
+        let mut statement = conn.prepare_cached(sql.text(index))?;
         while rest.len() >= chunk {
             let (batch, tail) = rest.split_at(chunk);
             statement.raw_bind_parameter(1, app_pk)?;
             statement.raw_bind_parameter(2, now)?;
             for (index, row) in batch.iter().enumerate() {
-                bind(&mut statement, 3 + index * params_per_row, row)?;
+                bind(&mut statement, 3 + index * sql.params_per_row, row)?;
             }
             let mut result = statement.raw_query();
             while let Some(row) = result.next()? {
@@ -456,8 +510,12 @@ mod tests {
         pending.flush(&conn, 1, 99).unwrap();
         let created =
             pending.insert_entities(&conn, 1, 99, &[("items", "id-000"), ("items", "id-900")]);
-        let created: Vec<_> = created.unwrap().into_iter().collect();
+        let inserted = created.unwrap();
+        let created: Vec<_> = inserted.created.into_iter().collect();
         assert_eq!(created, [("items".to_string(), "id-900".to_string())]);
+        // Only the id keyed by that call is new; `id-000` was keyed by the flush before it.
+        let new_ids: Vec<_> = inserted.new_ids.into_iter().collect();
+        assert_eq!(new_ids, ["id-900".to_string()]);
         assert!(pending.is_empty());
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
         assert_eq!(

@@ -9,7 +9,7 @@
 use instant_api::ApiError;
 use serde_json::{json, Value};
 
-use super::values::as_uuid;
+use super::values::is_uuid_text;
 
 /// One spec problem: its path length decides which problem is reported.
 struct Problem {
@@ -65,7 +65,7 @@ const OPS_WITH_EID: [&str; 7] = [
 
 /// `coercible-uuid?`
 pub fn is_uuid(value: &Value) -> bool {
-    value.as_str().and_then(as_uuid).is_some()
+    value.as_str().is_some_and(is_uuid_text)
 }
 
 /// `lookup?`: an encoded lookup string.
@@ -156,6 +156,14 @@ fn step_problems(index: usize, step: &Value) -> Vec<Problem> {
             expected: json!(["fn", ["%"], ["or", ["nil?", "%"], ["sequential?", "%"]]]),
         }];
     };
+    // The branch the step names decides alone when it fits (every other branch fails on the
+    // op name), and a valid step is the common case: its problems are not built.
+    let named = items.first().and_then(Value::as_str);
+    if let Some((name, parts)) = BRANCHES.iter().find(|(name, _)| Some(*name) == named) {
+        if fits_branch(items, name, parts) {
+            return Vec::new();
+        }
+    }
     let mut problems = Vec::new();
     for (name, parts) in BRANCHES {
         match branch_problems(index, items, name, parts) {
@@ -164,6 +172,32 @@ fn step_problems(index: usize, step: &Value) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// Whether `items` fits the branch, i.e. [`branch_problems`] finds nothing.
+fn fits_branch(items: &[Value], name: &str, parts: &[Part]) -> bool {
+    let mut position = 0;
+    for part in parts {
+        let Some(item) = items.get(position) else {
+            return matches!(part, Part::Opts | Part::Rest);
+        };
+        let fits = match part {
+            Part::Op => item.as_str() == Some(name),
+            Part::Etype => item.is_string(),
+            Part::Args | Part::Attr => item.is_object(),
+            Part::Opts => item.is_null() || item.is_object(),
+            Part::AttrId => is_uuid(item),
+            Part::Eid => is_uuid(item) || item.is_object() || is_encoded_lookup(item),
+            // Link maps and array lookups have nested rules: the full check decides.
+            Part::LinkMap => false,
+            Part::Rest => return true,
+        };
+        if !fits {
+            return false;
+        }
+        position += 1;
+    }
+    position >= items.len()
 }
 
 fn branch_problems(

@@ -8,20 +8,17 @@ use serde_json::{Map, Value};
 /// A canonical lowercase UUID when `text` is one (36 characters, dashes at 8/13/18/23, hex
 /// elsewhere, any case): the server turns every such string of a transaction into a UUID.
 pub fn as_uuid(text: &str) -> Option<String> {
+    is_uuid_text(text).then(|| text.to_ascii_lowercase())
+}
+
+/// Whether [`as_uuid`] accepts `text`, without making the canonical copy.
+pub fn is_uuid_text(text: &str) -> bool {
     let bytes = text.as_bytes();
-    if bytes.len() != 36 {
-        return None;
-    }
-    for (index, byte) in bytes.iter().enumerate() {
-        let ok = match index {
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(index, byte)| match index {
             8 | 13 | 18 | 23 => *byte == b'-',
             _ => byte.is_ascii_hexdigit(),
-        };
-        if !ok {
-            return None;
-        }
-    }
-    Some(text.to_ascii_lowercase())
+        })
 }
 
 /// The value as it is stored: UUID strings lowercased (keys included) and object keys in
@@ -59,18 +56,80 @@ fn jsonb_key_order(a: &str, b: &str) -> std::cmp::Ordering {
         .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
-/// The stored text of a value (the `value` column): compact JSON of [`canonical`].
+/// The stored text of a value (the `value` column): compact JSON of [`canonical`], written
+/// straight from the value (no canonical copy is built: every write goes through here).
 pub fn storage_text(value: &Value) -> String {
     match value {
         Value::Null => "null".to_string(),
         Value::Bool(true) => "true".to_string(),
         Value::Bool(false) => "false".to_string(),
         Value::Number(number) => number.to_string(),
-        Value::String(text) => match as_uuid(text) {
-            Some(uuid) => format!("\"{uuid}\""),
-            None => serde_json::to_string(text).unwrap_or_default(),
-        },
-        _ => serde_json::to_string(&canonical(value)).unwrap_or_default(),
+        _ => {
+            let mut out = Vec::with_capacity(64);
+            write_canonical(value, &mut out);
+            // Only JSON text is written, which is UTF-8.
+            String::from_utf8(out).unwrap_or_default()
+        }
+    }
+}
+
+/// Compact JSON of [`canonical`]`(value)`.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::String(text) => write_canonical_string(text, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(std::borrow::Cow<'_, str>, &Value)> = map
+                .iter()
+                .map(|(key, item)| {
+                    let key = match as_uuid(key) {
+                        Some(uuid) => uuid.into(),
+                        None => key.as_str().into(),
+                    };
+                    (key, item)
+                })
+                .collect();
+            // Stable: of keys equal after UUID coercion, the last one is kept, as jsonb does.
+            entries.sort_by(|(a, _), (b, _)| jsonb_key_order(a, b));
+            out.push(b'{');
+            let mut first = true;
+            for (index, (key, item)) in entries.iter().enumerate() {
+                if entries.get(index + 1).is_some_and(|(next, _)| next == key) {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_canonical_string(key, out);
+                out.push(b':');
+                write_canonical(item, out);
+            }
+            out.push(b'}');
+        }
+        // Writing JSON into memory cannot fail.
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
+}
+
+fn write_canonical_string(text: &str, out: &mut Vec<u8>) {
+    if is_uuid_text(text) {
+        out.push(b'"');
+        out.extend(text.bytes().map(|byte| byte.to_ascii_lowercase()));
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, text);
     }
 }
 
@@ -311,6 +370,36 @@ mod tests {
         let (shown, truncated) = error_detail_value(&long);
         assert!(truncated);
         assert_eq!(shown, json!(format!("\"{}...", "a".repeat(63))));
+    }
+
+    #[test]
+    fn storage_text_is_the_compact_json_of_the_canonical_value() {
+        let values = [
+            json!(null),
+            json!(true),
+            json!(-0.5),
+            json!(12345678901234_i64),
+            json!("plain \"quoted\" \\ text\n\u{1}é"),
+            json!("6F9619FF-8B86-D011-B42D-00C04FC964FF"),
+            json!([]),
+            json!({}),
+            json!([1, "x", [null, {"b": 1, "a": 2}]]),
+            json!({"zz": 1, "b": {"dd": [1.5, "6F9619FF-8B86-D011-B42D-00C04FC964FF"], "c": null}, "a": "é"}),
+            // Two keys equal once UUIDs are lowercased: the last one wins.
+            json!({"6F9619FF-8B86-D011-B42D-00C04FC964FF": 1, "x": 2, "6f9619ff-8b86-d011-b42d-00c04fc964ff": 3}),
+            json!({"6f9619ff-8b86-d011-b42d-00c04fc964ff": 3, "6F9619FF-8B86-D011-B42D-00C04FC964FF": 1}),
+        ];
+        for value in values {
+            let expected = match &value {
+                Value::Number(number) => number.to_string(),
+                other => serde_json::to_string(&canonical(other)).unwrap(),
+            };
+            assert_eq!(storage_text(&value), expected, "{value}");
+        }
+        assert_eq!(
+            storage_text(&json!({"6F9619FF-8B86-D011-B42D-00C04FC964FF": 1, "6f9619ff-8b86-d011-b42d-00c04fc964ff": 3})),
+            r#"{"6f9619ff-8b86-d011-b42d-00c04fc964ff":3}"#
+        );
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub fn write_transform_output_for_test(api: &dyn InstantApi, auth: &AppAuth, dir
     .unwrap();
     let mut steps: Vec<Value> = Vec::new();
     let flush = |steps: &mut Vec<Value>, all: bool| {
-        if steps.len() >= 200 || (all && !steps.is_empty()) {
+        if steps.len() >= 1000 || (all && !steps.is_empty()) {
             api.transact(
                 auth,
                 &TransactRequest {

@@ -12,6 +12,7 @@ mod matrix;
 mod migrate;
 mod ledger;
 mod model_plan;
+mod pipeline;
 mod registry;
 mod runbook;
 mod scan;
@@ -19,6 +20,7 @@ mod schema;
 mod serve;
 mod status;
 mod transform;
+mod validate;
 mod verify;
 
 use crate::cli::{Cli, Command};
@@ -46,6 +48,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Runbook(args) => runbook::run(args, json),
         Command::Gates(args) => gates::run(args, json),
         Command::Status(args) => status::run(args, json),
+        Command::Validate(args) => validate::run(args, json),
+        Command::Pipeline(args) => pipeline::run(args, json),
         Command::Registry(crate::cli::RegistryCommand::Update(args)) => registry::run(args, json),
         Command::Ledger(command) => ledger::run(command, json),
     }

@@ -6,6 +6,8 @@ mod cli;
 mod extract_verify;
 mod gates_status;
 mod matrix;
+mod migrate;
+mod pipeline;
 mod scan;
 mod schema;
 mod schema_plan;
