@@ -204,7 +204,7 @@ fn required_date(
     id: &Uuid,
     field: &str,
     date: &Option<LegacyDate>,
-    derived: Option<(i64, String)>,
+    derived: impl FnOnce() -> Option<(i64, String)>,
     out: &mut Emitted,
 ) -> Option<DateValue> {
     if let Some(LegacyDate::Seconds { seconds, millis }) = date {
@@ -222,7 +222,7 @@ fn required_date(
         Some(LegacyDate::Invalid(raw)) => format!("invalid ({raw})"),
         _ => "missing".to_string(),
     };
-    match derived {
+    match derived() {
         Some((ms, from)) => {
             out.report(
                 ns,
@@ -963,20 +963,78 @@ impl JoinBuilder {
             decision.created = ctx_created[id].clone();
         }
 
+        // One record per entity, so pass 2 looks each up once.
+        let mut exec_created = exec_created;
+        let mut exec_status = exec_status;
+        let mut exec_decisions: IdMap<ExecDecision> = IdMap::default();
+        exec_decisions.reserve(executions.len());
+        for (id, exec) in executions {
+            exec_decisions.insert(
+                id,
+                ExecDecision {
+                    migrated: exec_migrated.contains(&id),
+                    created: exec_created.remove(&id),
+                    status: exec_status.remove(&id).unwrap_or(("failed", None)),
+                    events: (exec.trigger_text, exec.reaction_text),
+                },
+            );
+        }
+        let mut step_status = step_status;
+        let mut step_decisions: IdMap<StepDecision> = IdMap::default();
+        step_decisions.reserve(steps.len());
+        for id in steps.into_keys() {
+            let status = step_status.remove(&id);
+            let rank = step_rank.get(&id).copied();
+            if status.is_none() && rank.is_none() {
+                continue;
+            }
+            step_decisions.insert(
+                id,
+                StepDecision {
+                    migrated: step_migrated.contains(&id),
+                    status: status.unwrap_or(("failed", None)),
+                    rank: rank.unwrap_or(0),
+                },
+            );
+        }
+        let mut event_decisions: IdMap<EventDecision> = IdMap::default();
+        event_decisions.reserve(event_refs.len());
+        for (id, (exists, triggers, reactions)) in event_refs {
+            let exec = |e: &Uuid| exec_decisions.get(e);
+            let derived_created = triggers
+                .iter()
+                .chain(&reactions)
+                .filter_map(|e| exec(e).and_then(|d| d.created.as_ref()).map(|c| (c.0, *e)))
+                .min();
+            let reaction_of_completed = reactions
+                .iter()
+                .any(|e| exec(e).is_some_and(|d| d.status.0 == "completed"));
+            // The one migrated execution the item answers, else the one it triggered.
+            let pick = |list: &Vec<Uuid>| {
+                let mut migrated = list.iter().filter(|e| exec(e).is_some_and(|d| d.migrated));
+                match (migrated.next(), migrated.next()) {
+                    (Some(one), None) => Some(*one),
+                    _ => None,
+                }
+            };
+            let execution = pick(&reactions).or_else(|| pick(&triggers));
+            event_decisions.insert(
+                id,
+                EventDecision {
+                    exists,
+                    derived_created,
+                    reaction_of_completed,
+                    execution,
+                },
+            );
+        }
+
         Join {
             contexts: decisions,
-            exec_created,
-            exec_status,
-            exec_migrated,
-            exec_events: executions
-                .iter()
-                .map(|(id, e)| (*id, (e.trigger_text.clone(), e.reaction_text.clone())))
-                .collect(),
-            events: event_refs,
+            executions: exec_decisions,
+            steps: step_decisions,
+            events: event_decisions,
             whatsapp_created,
-            step_migrated,
-            step_status,
-            step_rank,
         }
     }
 }
@@ -1022,17 +1080,45 @@ type StatusDecision = (&'static str, Option<(Rule, String)>);
 #[derive(Debug)]
 pub struct Join {
     contexts: IdMap<ContextDecision>,
-    exec_created: IdMap<(i64, Option<String>)>,
-    exec_status: IdMap<StatusDecision>,
-    exec_migrated: IdSet,
-    exec_events: IdMap<(Option<String>, Option<String>)>,
-    /// Events referenced by executions: (exists, trigger of, reaction of).
-    events: IdMap<(bool, Vec<Uuid>, Vec<Uuid>)>,
+    executions: IdMap<ExecDecision>,
+    steps: IdMap<StepDecision>,
+    /// Events named by executions.
+    events: IdMap<EventDecision>,
     /// createdAt of the WhatsApp messages named by items without a usable createdAt.
     whatsapp_created: IdMap<i64>,
-    step_migrated: IdSet,
-    step_status: IdMap<StatusDecision>,
-    step_rank: IdMap<i64>,
+}
+
+/// What pass 2 needs about an execution.
+#[derive(Debug)]
+struct ExecDecision {
+    migrated: bool,
+    /// createdAt (own or derived), and what a derived one came from.
+    created: Option<(i64, Option<String>)>,
+    status: StatusDecision,
+    /// The first trigger and reaction ids as written (a step's eventId fallback).
+    events: (Option<String>, Option<String>),
+}
+
+/// What pass 2 needs about a step (every step whose execution is known).
+#[derive(Debug)]
+struct StepDecision {
+    migrated: bool,
+    status: StatusDecision,
+    /// Rank by (createdAt, id) within its execution (a missing iteration).
+    rank: i64,
+}
+
+/// What pass 2 needs about an event named by executions.
+#[derive(Debug)]
+struct EventDecision {
+    /// A `context_events` row has this id.
+    exists: bool,
+    /// The earliest createdAt of the executions it triggered or answered, and which.
+    derived_created: Option<(i64, Uuid)>,
+    /// It answers a completed execution.
+    reaction_of_completed: bool,
+    /// The one migrated execution it answers, else the one migrated execution it triggered.
+    execution: Option<Uuid>,
 }
 
 const ITEM_TYPES: &[(&str, &str)] = &[
@@ -1049,7 +1135,11 @@ impl Join {
     }
 
     pub fn is_step_migrated(&self, step: &Uuid) -> bool {
-        self.step_migrated.contains(step)
+        self.steps.get(step).is_some_and(|s| s.migrated)
+    }
+
+    fn is_exec_migrated(&self, execution: &Uuid) -> bool {
+        self.executions.get(execution).is_some_and(|e| e.migrated)
     }
 
     /// `context_contexts` -> `thread_contexts` + `thread_threads`.
@@ -1058,14 +1148,16 @@ impl Join {
         let mut out = Emitted::default();
         out.issues(NS, row.id, &row.issues);
         let Some(decision) = self.contexts.get(&row.id) else {
-            required_date(NS, &row.id, "createdAt", &row.created_at, None, &mut out);
+            required_date(NS, &row.id, "createdAt", &row.created_at, || None, &mut out);
             return out;
         };
-        let derived = decision
-            .created
-            .1
-            .clone()
-            .map(|from| (decision.created.0, from));
+        let derived = || {
+            decision
+                .created
+                .1
+                .clone()
+                .map(|from| (decision.created.0, from))
+        };
         let Some(created) =
             required_date(NS, &row.id, "createdAt", &row.created_at, derived, &mut out)
         else {
@@ -1148,20 +1240,18 @@ impl Join {
             return out;
         };
         let context = context.unwrap();
-        let derived = self
-            .exec_created
-            .get(&id)
-            .and_then(|(ms, from)| from.clone().map(|f| (*ms, f)));
+        let decision = self.executions.get(&id);
+        let derived = || {
+            decision
+                .and_then(|d| d.created.as_ref())
+                .and_then(|(ms, from)| from.clone().map(|f| (*ms, f)))
+        };
         let Some(created) = required_date(NS, &id, "createdAt", &row.created_at, derived, &mut out)
         else {
             return out;
         };
         let updated = optional_date(NS, &id, "updatedAt", &row.updated_at, &mut out);
-        let (status, note) = self
-            .exec_status
-            .get(&id)
-            .cloned()
-            .unwrap_or(("failed", None));
+        let (status, note) = decision.map_or(("failed", None), |d| d.status.clone());
         if let Some((rule, detail)) = note {
             out.report(NS, id, rule, detail);
         }
@@ -1177,7 +1267,7 @@ impl Join {
         for (label, ids) in [("trigger", &row.trigger), ("reaction", &row.reaction)] {
             let target = resolve_one(ids, label, |rule, detail| notes.push((rule, detail)));
             if let Some(target) = target {
-                if self.events.get(&target).is_some_and(|e| e.0) {
+                if self.events.get(&target).is_some_and(|e| e.exists) {
                     out.link(TargetNamespace::ThreadExecutions, id, label, target);
                 } else {
                     notes.push((
