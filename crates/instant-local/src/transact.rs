@@ -1352,7 +1352,8 @@ impl<'c> Engine<'c> {
 
         // 3. Write the lookup values of created entities, then the triples; a cardinality-one
         //    attribute written several times keeps its last value.
-        let mut written: FxHashSet<(&str, usize)> = FxHashSet::default();
+        let mut written: FxHashSet<(&str, usize)> =
+            FxHashSet::with_capacity_and_hasher(triples.len(), Default::default());
         for (attr, _, id) in &created {
             let value = lookup_refs
                 .iter()
@@ -1362,7 +1363,8 @@ impl<'c> Engine<'c> {
             self.write_lookup_value(id, *attr, &value)?;
             written.insert((id.as_str(), *attr));
         }
-        let mut last: FxHashMap<(&str, usize), usize> = FxHashMap::default();
+        let mut last: FxHashMap<(&str, usize), usize> =
+            FxHashMap::with_capacity_and_hasher(triples.len(), Default::default());
         for (position, (entity, a, _)) in triples.iter().enumerate() {
             if self.catalog.attrs[*a].card_one {
                 last.insert((*entity, *a), position);
@@ -1372,14 +1374,28 @@ impl<'c> Engine<'c> {
             !card_one || last.get(&(entity, a)) == Some(&position)
         };
         // The entity rows go in first, in one batch: nothing in this group reads them, and
-        // which ids the group creates decides how their triples are written.
+        // which ids the group creates decides how their triples are written. Their namespaces
+        // are copied out of the catalogue, which the writes below update.
+        let mut id_etypes: Vec<(usize, String)> = Vec::new();
+        for (_, a, _) in &triples {
+            let attr = &self.catalog.attrs[*a];
+            if attr.label == "id" && !id_etypes.iter().any(|(known, _)| known == a) {
+                id_etypes.push((*a, attr.etype.clone()));
+            }
+        }
+        let etype_of = |a: usize| {
+            id_etypes
+                .iter()
+                .find(|(known, _)| *known == a)
+                .map_or("", |(_, etype)| etype.as_str())
+        };
         let id_writes: Vec<(&str, &str)> = triples
             .iter()
             .enumerate()
             .filter_map(|(position, (entity, a, _))| {
                 let attr = &self.catalog.attrs[*a];
                 (attr.label == "id" && is_kept(position, entity, *a, attr.card_one))
-                    .then_some((attr.etype.as_str(), *entity))
+                    .then_some((etype_of(*a), *entity))
             })
             .collect();
         let conn = self.db()?;
@@ -1399,11 +1415,12 @@ impl<'c> Engine<'c> {
                 "",
                 created_rows
                     .iter()
-                    .map(|(_, id)| id.as_str())
-                    .filter(|id| !inserted.new_ids.contains(*id)),
+                    .map(|(_, id)| *id)
+                    .filter(|id| !inserted.new_ids.contains(id)),
             )
             .map_err(sql_error)?;
-        let mut fresh: FxHashSet<&str> = FxHashSet::default();
+        let mut fresh: FxHashSet<&str> =
+            FxHashSet::with_capacity_and_hasher(created_rows.len(), Default::default());
         let mut new_entities: Vec<(&str, usize)> = Vec::new();
         for (position, (entity, a, value)) in triples.iter().enumerate() {
             let attr = self.live_attr(*a)?;
@@ -1411,16 +1428,15 @@ impl<'c> Engine<'c> {
                 continue;
             }
             if attr.label == "id" {
-                let key = (attr.etype.clone(), entity.to_string());
-                if created_rows.remove(&key) {
-                    let (etype, _) = key;
+                let etype = etype_of(*a);
+                if created_rows.remove(&(etype, *entity)) {
                     if !had_triples.contains(*entity) {
                         fresh.insert(entity);
                     }
-                    if self.indexed_blobs.contains_key(&etype) {
+                    if self.indexed_blobs.contains_key(etype) {
                         new_entities.push((entity, *a));
                     }
-                    self.touch(entity, &etype);
+                    self.touch(entity, etype);
                 }
                 continue;
             }
@@ -1443,14 +1459,16 @@ impl<'c> Engine<'c> {
                 }
                 let pk = self.catalog.attrs[a].pk;
                 if fresh.contains(entity) {
-                    self.insert_triple(TripleRow {
-                        entity_id: entity.to_string(),
-                        attr_pk: pk,
-                        value: "null".into(),
-                        num: None,
-                        ref_id: None,
-                        av: true,
-                    });
+                    self.insert_triple(
+                        entity,
+                        TripleRow {
+                            attr_pk: pk,
+                            value: "null".into(),
+                            num: None,
+                            ref_id: None,
+                            av: true,
+                        },
+                    );
                     continue;
                 }
                 self.db()?
@@ -1602,24 +1620,28 @@ impl<'c> Engine<'c> {
                 })
                 .map_err(sql_error)?;
             if updated == 0 {
-                self.insert_triple(TripleRow {
-                    entity_id: entity.to_string(),
+                self.insert_triple(
+                    entity,
+                    TripleRow {
+                        attr_pk: pk,
+                        value: text,
+                        num,
+                        ref_id,
+                        av,
+                    },
+                );
+            }
+        } else {
+            self.insert_triple(
+                entity,
+                TripleRow {
                     attr_pk: pk,
                     value: text,
                     num,
                     ref_id,
                     av,
-                });
-            }
-        } else {
-            self.insert_triple(TripleRow {
-                entity_id: entity.to_string(),
-                attr_pk: pk,
-                value: text,
-                num,
-                ref_id,
-                av,
-            });
+                },
+            );
         }
         self.catalog.attrs[a].inferred |= bit;
         if self.required_etypes.contains(&self.catalog.attrs[a].etype) {
@@ -1630,8 +1652,8 @@ impl<'c> Engine<'c> {
     }
 
     /// Queues a triple insert (`INSERT OR IGNORE`), written before the next statement.
-    fn insert_triple(&self, row: TripleRow) {
-        self.pending.borrow_mut().push_triple(row);
+    fn insert_triple(&self, entity: &str, row: TripleRow) {
+        self.pending.borrow_mut().push_triple(entity, row);
     }
 
     /// Resolves an entity lookup in the data as it is now, creating the entity (with its

@@ -71,12 +71,13 @@ pub fn type_row(
     type_row_with(namespace, text, ordinal, true)
 }
 
-/// [`type_row`] without the big JSON attributes (`content`, `part`, `toolCalls`,
-/// `toolExecutionResults` come back `None`): what a join needs, fast. The members are only
+/// [`type_row`] reduced to what the join reads ([`crate::transform::JoinBuilder`]): the id
+/// and the dates, statuses, keys, counters and links it uses; every other attribute (the big
+/// JSON ones first) comes back empty, and `issues` is not filled. Fast: the members are only
 /// delimited, not validated; the caller must type every row it keeps with [`type_row`] later,
 /// which validates it. A row this rejects is checked by the parser first, so a malformed row
-/// is always a [`RowError::Syntax`], never a reject. Otherwise it sees exactly what
-/// [`type_row`] sees: the same ids, attributes, links and issues.
+/// is always a [`RowError::Syntax`], never a reject; otherwise the values it reads are the
+/// ones [`type_row`] reads.
 pub fn type_row_light(
     namespace: LegacyNamespace,
     text: &[u8],
@@ -502,6 +503,52 @@ struct Typer {
     ignored: Vec<String>,
 }
 
+/// The attributes and links the join reads (everything else is skipped by a light typing).
+fn joined(namespace: LegacyNamespace, name: &str) -> bool {
+    let names: &[&str] = match namespace {
+        LegacyNamespace::ContextContexts => &["id", "createdAt", "key", "status", "currentExecution"],
+        LegacyNamespace::ContextEvents => &[
+            "id",
+            "createdAt",
+            "status",
+            "context",
+            "contextId",
+            "context_id",
+            "whatsappMessages",
+        ],
+        LegacyNamespace::StoryExecutions => &[
+            "id",
+            "createdAt",
+            "updatedAt",
+            "status",
+            "context",
+            "contextId",
+            "context_id",
+            "trigger",
+            "triggerEventId",
+            "trigger_event_id",
+            "reaction",
+            "reactionEventId",
+            "reaction_event_id",
+        ],
+        LegacyNamespace::StorySteps => &[
+            "id",
+            "createdAt",
+            "updatedAt",
+            "status",
+            "iteration",
+            "execution",
+            "executionId",
+            "execution_id",
+            "eventId",
+            "event_id",
+            "continueLoop",
+        ],
+        LegacyNamespace::StoryParts => &["id", "step", "stepId", "step_id", "idx", "updatedAt"],
+    };
+    names.contains(&name)
+}
+
 /// Query-only expansions of reverse links: known, carried by the forward side, not reported.
 const REVERSE_LABELS: &[&str] = &[
     "events",
@@ -812,6 +859,9 @@ impl Typer {
             issues: Vec::new(),
         };
         for (name, raw) in fields.iter() {
+            if !self.copy_raw && !joined(self.namespace, name) {
+                continue;
+            }
             match name {
                 "id" => {}
                 "createdAt" => row.created_at = self.date(name, raw),
@@ -845,6 +895,9 @@ impl Typer {
         let mut context_attr = None;
         let mut execution_attr = None;
         for (name, raw) in fields.iter() {
+            if !self.copy_raw && !joined(self.namespace, name) {
+                continue;
+            }
             match name {
                 "id" => {}
                 "channel" => row.channel = self.string(name, raw),
@@ -887,6 +940,9 @@ impl Typer {
         let (mut context_attr, mut trigger_attr, mut reaction_attr) = (None, None, None);
         let mut run_ids: [Option<String>; 3] = [None, None, None];
         for (name, raw) in fields.iter() {
+            if !self.copy_raw && !joined(self.namespace, name) {
+                continue;
+            }
             match name {
                 "id" => {}
                 "createdAt" => row.created_at = self.date(name, raw),
@@ -943,6 +999,9 @@ impl Typer {
         let mut calls: [Option<Raw>; 2] = [None, None];
         let mut errors: [Option<String>; 2] = [None, None];
         for (name, raw) in fields.iter() {
+            if !self.copy_raw && !joined(self.namespace, name) {
+                continue;
+            }
             let field = name;
             match field {
                 "id" => {}
@@ -1012,6 +1071,9 @@ impl Typer {
         };
         let mut content = None;
         for (name, raw) in fields.iter() {
+            if !self.copy_raw && !joined(self.namespace, name) {
+                continue;
+            }
             let field = name;
             match field {
                 "id" => {}

@@ -1293,7 +1293,8 @@ impl Join {
         for (rule, detail) in notes {
             out.report(NS, id, rule, detail);
         }
-        let Some(execution) = execution.filter(|e| self.exec_migrated.contains(e)) else {
+        let exec = execution.and_then(|e| self.executions.get(&e).map(|d| (e, d)));
+        let Some((execution, exec)) = exec.filter(|(_, d)| d.migrated) else {
             let why = match execution {
                 Some(e) => format!("execution {e} is not a migrated execution"),
                 None => "no execution link or executionId".to_string(),
@@ -1304,11 +1305,7 @@ impl Join {
         let event_id = match row.event_id.clone() {
             Some(event) => event,
             None => {
-                let (trigger, reaction) = self
-                    .exec_events
-                    .get(&execution)
-                    .cloned()
-                    .unwrap_or_default();
+                let (trigger, reaction) = exec.events.clone();
                 match (reaction, trigger) {
                     (Some(reaction), _) => {
                         out.report(
@@ -1337,19 +1334,21 @@ impl Join {
                 }
             }
         };
-        let derived = self
-            .exec_created
-            .get(&execution)
-            .map(|(ms, _)| (*ms, "the execution's createdAt".to_string()));
+        let derived = || {
+            exec.created
+                .as_ref()
+                .map(|(ms, _)| (*ms, "the execution's createdAt".to_string()))
+        };
         let Some(created) = required_date(NS, &id, "createdAt", &row.created_at, derived, &mut out)
         else {
             return out;
         };
         let updated = optional_date(NS, &id, "updatedAt", &row.updated_at, &mut out);
+        let decision = self.steps.get(&id);
         let iteration = match row.iteration {
             Some(iteration) => iteration,
             None => {
-                let rank = self.step_rank.get(&id).copied().unwrap_or(0);
+                let rank = decision.map_or(0, |d| d.rank);
                 out.report(
                     NS,
                     id,
@@ -1359,11 +1358,7 @@ impl Join {
                 rank
             }
         };
-        let (status, note) = self
-            .step_status
-            .get(&id)
-            .cloned()
-            .unwrap_or(("failed", None));
+        let (status, note) = decision.map_or(("failed", None), |d| d.status.clone());
         if let Some((rule, detail)) = note {
             out.report(NS, id, rule, detail);
         }
@@ -1395,23 +1390,18 @@ impl Join {
         let refs = self.events.get(&id);
         // createdAt: own, else the WhatsApp message the item mirrors (the exact instant),
         // else the execution that triggered or answered with it.
-        let from_whatsapp = row
-            .whatsapp_messages
-            .iter()
-            .filter_map(|text| parse_uuid(text))
-            .filter_map(|(wa, _)| self.whatsapp_created.get(&wa).map(|ms| (*ms, wa)))
-            .min()
-            .map(|(ms, wa)| (ms, format!("whatsapp_messages {wa}'s createdAt")));
-        let derived = from_whatsapp.or_else(|| {
-            refs.and_then(|(_, triggers, reactions)| {
-                triggers
-                    .iter()
-                    .chain(reactions)
-                    .filter_map(|e| self.exec_created.get(e).map(|c| (c.0, *e)))
-                    .min()
-            })
-            .map(|(ms, exec)| (ms, format!("execution {exec}'s createdAt")))
-        });
+        let derived = || {
+            row.whatsapp_messages
+                .iter()
+                .filter_map(|text| parse_uuid(text))
+                .filter_map(|(wa, _)| self.whatsapp_created.get(&wa).map(|ms| (*ms, wa)))
+                .min()
+                .map(|(ms, wa)| (ms, format!("whatsapp_messages {wa}'s createdAt")))
+                .or_else(|| {
+                    refs.and_then(|r| r.derived_created)
+                        .map(|(ms, exec)| (ms, format!("execution {exec}'s createdAt")))
+                })
+        };
         let Some(created) = required_date(NS, &id, "createdAt", &row.created_at, derived, &mut out)
         else {
             return out;
@@ -1443,11 +1433,7 @@ impl Join {
                 None
             }
         };
-        let reaction_of_completed = refs.is_some_and(|(_, _, reactions)| {
-            reactions
-                .iter()
-                .any(|e| self.exec_status.get(e).is_some_and(|s| s.0 == "completed"))
-        });
+        let reaction_of_completed = refs.is_some_and(|r| r.reaction_of_completed);
         let status = match row.status.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
             Some(s) if matches!(s.as_str(), "stored" | "pending" | "completed") => {
                 if let Some((rule, detail)) = mapped(row.status.as_deref(), &s) {
@@ -1497,26 +1483,15 @@ impl Join {
         match resolve_one(&row.execution, "execution", |rule, detail| {
             notes.push((rule, detail))
         }) {
-            Some(exec) if self.exec_migrated.contains(&exec) => {
-                out.link(ITEMS, id, "execution", exec)
-            }
+            Some(exec) if self.is_exec_migrated(&exec) => out.link(ITEMS, id, "execution", exec),
             Some(exec) => notes.push((
                 Rule::DanglingLink,
                 format!("execution {exec}: not a migrated execution; link dropped"),
             )),
             None => {
                 // Derived: the one migrated execution this item answers, else the one it triggered.
-                if let Some((_, triggers, reactions)) = refs {
-                    let pick = |list: &Vec<Uuid>| {
-                        let migrated: Vec<&Uuid> = list
-                            .iter()
-                            .filter(|e| self.exec_migrated.contains(e))
-                            .collect();
-                        (migrated.len() == 1).then(|| *migrated[0])
-                    };
-                    if let Some(exec) = pick(reactions).or_else(|| pick(triggers)) {
-                        out.link(ITEMS, id, "execution", exec);
-                    }
+                if let Some(exec) = refs.and_then(|r| r.execution) {
+                    out.link(ITEMS, id, "execution", exec);
                 }
             }
         }
@@ -1560,7 +1535,7 @@ impl Join {
         for (rule, detail) in notes {
             out.report(NS, &report_id, rule, detail);
         }
-        let Some(step) = step.filter(|s| self.step_migrated.contains(s)) else {
+        let Some(step) = step.filter(|s| self.is_step_migrated(s)) else {
             let why = match (step, &row.step_id) {
                 (Some(s), _) => format!("step {s} is not a migrated step"),
                 (None, Some(text)) => format!("no step link and stepId {text:?} is not a UUID"),

@@ -4,10 +4,12 @@
 use fleet::diagnose::{run_diagnose, DiagnoseConfig, DiagnoseError, DiagnosticsReport, Ports};
 use fleet::issues::IssueCode;
 use instant_schema::phase1::{generate_phase1, Phase1Input};
-use instant_schema::severity::Gate;
+use instant_schema::severity::{Gate, Severity, SeverityCounts};
 use migration::gen::OrgRole;
 
-use crate::matrix::{fleet, matrix_of, thread_v1, thread_v1_without_documents};
+use crate::matrix::{
+    fleet, fleet_with_standard, matrix_of, matrix_of_fleet, thread_v1, thread_v1_without_documents,
+};
 
 pub fn config() -> DiagnoseConfig {
     DiagnoseConfig {
@@ -86,15 +88,26 @@ fn duplicate_link_owner_trial_plan_and_phases() {
         (link.forward.on.as_str(), link.forward.label.as_str()),
         ("thread_contexts", "thread")
     );
-    // The rest of the schema is accepted; this app's leftover attributes were created
-    // untyped, so the trial plan has type checks to prepare (and nothing else risky).
+    // The rest of the schema is accepted, and safely: this clean-data app was deployed
+    // typed, so without the colliding link nothing is left to check or rewrite.
     let summary = trial.summary.as_ref().unwrap();
-    assert_eq!(trial.gate, Some(Gate::Blocked));
+    assert_eq!(trial.gate, Some(Gate::Safe));
     assert_eq!(
-        summary.counts_by_severity.critical,
-        summary.counts_by_type["check-data-type"]
+        summary.counts_by_severity,
+        SeverityCounts {
+            critical: 0,
+            warning: 0,
+            review: 0,
+            safe: 97
+        }
     );
-    assert_eq!(summary.counts_by_severity.warning, 0);
+    assert_eq!(summary.total, 97);
+    let by_type: Vec<String> = summary
+        .counts_by_type
+        .iter()
+        .map(|(step_type, count)| format!("{step_type}={count}"))
+        .collect();
+    expect_test::expect!["add-attr=97"].assert_eq(&by_type.join(" "));
     let plan = d.resolution_plan.as_ref().unwrap();
     assert_eq!(plan.strategy, "two_phase_schema_push");
     assert_eq!(plan.phase1.removed_links, std::slice::from_ref(&removed));
@@ -123,25 +136,59 @@ fn duplicate_link_owner_trial_plan_and_phases() {
 
 #[test]
 fn plan_steps_rows_list_their_risky_steps_and_need_no_ports() {
-    let fleet = fleet();
+    // With a standard org: its untyped app is the one row left with critical steps against
+    // thread V1 (the clean-data apps were deployed typed and plan safely, so get no row).
+    let fleet = fleet_with_standard();
     let target = thread_v1();
-    let matrix = matrix_of(&target);
+    let matrix = matrix_of_fleet(fleet, &target);
     let report = run_diagnose(&config(), &matrix, &target, None, &|_, _| {}).unwrap();
-    let clean = report
+    let mut lines: Vec<String> = report
         .diagnostics
         .iter()
-        .find(|d| fleet.role_of(&d.org.id) == OrgRole::Clean)
+        .map(|d| {
+            format!(
+                "{}: {} blocking={} gate={}",
+                fleet.role_of(&d.org.id).as_str(),
+                d.issue_code,
+                d.blocking,
+                d.gate.as_str()
+            )
+        })
+        .collect();
+    lines.sort();
+    expect_test::expect![[r#"
+        missing-credentials: missing_instant_credentials blocking=true gate=blocked
+        schema-conflict: schema_duplicate_link blocking=true gate=blocked
+        standard: plan_critical_steps blocking=true gate=blocked"#]]
+    .assert_eq(&lines.join("\n"));
+    let standard = report
+        .diagnostics
+        .iter()
+        .find(|d| fleet.role_of(&d.org.id) == OrgRole::Standard)
         .unwrap();
-    assert_eq!(clean.issue_code, IssueCode::PlanCriticalSteps);
-    assert_eq!(clean.notable_steps.len(), 9);
-    assert!(clean
+    assert_eq!(standard.issue_code, IssueCode::PlanCriticalSteps);
+    assert_eq!(standard.notable_steps.len(), 18);
+    assert!(standard
         .notable_steps
         .iter()
-        .all(|s| s.step_type == "check-data-type"));
-    assert!(
-        clean.actions[0].starts_with("[critical] Scan and coerce value types"),
-        "{:?}",
-        clean.actions
+        .all(|s| s.step_type == "check-data-type" && s.severity == Severity::Critical));
+    expect_test::expect![[r#"
+        [critical] Scan and coerce value types in the transform, and verify them after the apply (thread_threads.createdAt).
+        [critical] Scan and coerce value types in the transform, and verify them after the apply (thread_threads.updatedAt).
+        [critical] Scan and coerce value types in the transform, and verify them after the apply (thread_threads.key).
+        [critical] Scan and coerce value types in the transform, and verify them after the apply (thread_threads.name).
+        [critical] Scan and coerce value types in the transform, and verify them after the apply (thread_threads.status).
+        [critical] Scan and coerce value types in the transform, and verify them after the apply (thread_contexts.createdAt).
+        [critical] Scan and coerce value types in the transform, and verify them after the apply (thread_contexts.updatedAt).
+        [critical] Scan and coerce value types in the transform, and verify them after the apply (thread_contexts.key).
+        … and the actions of 10 more step(s) in the matrix row.
+        Work through each critical step's action in the row's instructions (dedupe before `unique`, backfill before `required`, coerce values before `check-data-type`).
+        Or change the target schema so the step is not needed, and record why.
+        Re-plan this org: `threadmig matrix --org-ids <org:standard> --schema-file builtin:thread-v1`; it joins the wave only with a safe (or signed-off) plan."#]].assert_eq(
+        &standard
+            .actions
+            .join("\n")
+            .replace(&standard.org.id, "<org:standard>"),
     );
     // The duplicate-link row says it could not be analysed without the ports, and stays.
     let conflict = report
@@ -155,7 +202,8 @@ fn plan_steps_rows_list_their_risky_steps_and_need_no_ports() {
         .unwrap()
         .starts_with("not analysed: no organisation directory"));
     assert_eq!(conflict.sanitized_plan, None);
-    assert_eq!(report.summary.total_failures, 4);
+    assert_eq!(report.summary.total_failures, 3);
+    assert_eq!(report.summary.blocking, 3);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use instant_api::{
 };
 use instant_local::engine::LocalEngine;
 use instant_local::store::{OrgCredentials, OrgRecord};
-use instant_schema::severity::Gate;
+use instant_schema::severity::{Gate, Severity};
 use migration::gen::{
     generate, ContentMode, EngineTarget, GenConfig, OrgRegistration, OrgRole, Preset, Targets,
 };
@@ -26,8 +26,7 @@ use org_directory::{
 };
 use serde_json::Value;
 
-/// The pipeline fleet (clean, schema-conflict, conversation-orphan, missing-credentials),
-/// generated once per test binary into an in-memory engine.
+/// A generated fleet in an in-memory engine, with the role and app id of each org.
 pub struct Fleet {
     pub engine: LocalEngine,
     /// (org id, role, app id) in generation order.
@@ -55,51 +54,68 @@ impl Fleet {
     }
 }
 
+/// The pipeline fleet (clean, schema-conflict, conversation-orphan, missing-credentials),
+/// generated once per test binary.
 pub fn fleet() -> &'static Fleet {
     static FLEET: OnceLock<Fleet> = OnceLock::new();
+    FLEET.get_or_init(|| generate_fleet(&OrgRole::PIPELINE))
+}
+
+/// The pipeline fleet plus one `standard` org, generated once per test binary. Clean-data
+/// apps are deployed typed, so only the standard app (untyped, with injected wrong-type
+/// values) still plans critical `check-data-type` steps against thread V1.
+pub fn fleet_with_standard() -> &'static Fleet {
+    static FLEET: OnceLock<Fleet> = OnceLock::new();
     FLEET.get_or_init(|| {
-        let engine = LocalEngine::in_memory().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = GenConfig::new(Preset::Small, 7);
-        config.roles = OrgRole::PIPELINE.to_vec();
-        config.orgs = 4;
-        config.engine_compatible = true;
-        config.target_events = Some(40);
-        config.content = ContentMode::Lean;
-        let directory = engine.clone();
-        let mut register = |org: OrgRegistration| -> Result<(), String> {
-            directory
-                .store()
-                .upsert_org(&OrgRecord {
-                    org_id: org.org_id,
-                    name: org.name,
-                    slug: org.slug,
-                    app_id: org.app_id,
-                    credentials: if org.credentials == "present" {
-                        OrgCredentials::Present
-                    } else {
-                        OrgCredentials::Missing
-                    },
-                })
-                .map_err(|error| error.to_string())
-        };
-        let mut targets = Targets {
-            files: None,
-            engine: Some(EngineTarget {
-                api: &engine,
-                register: &mut register,
-                batch_size: 500,
-            }),
-            manifest_dir: dir.path().to_path_buf(),
-        };
-        let report = generate(&config, &mut targets, &mut |_| {}).unwrap();
-        let orgs = report
-            .orgs
-            .iter()
-            .map(|org| (org.plan.org_id.clone(), org.plan.role, org.app_id.clone()))
-            .collect();
-        Fleet { engine, orgs }
+        let mut roles = OrgRole::PIPELINE.to_vec();
+        roles.push(OrgRole::Standard);
+        generate_fleet(&roles)
     })
+}
+
+/// One org per role, in that order, into a fresh in-memory engine and its directory.
+fn generate_fleet(roles: &[OrgRole]) -> Fleet {
+    let engine = LocalEngine::in_memory().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = GenConfig::new(Preset::Small, 7);
+    config.roles = roles.to_vec();
+    config.orgs = roles.len();
+    config.engine_compatible = true;
+    config.target_events = Some(40);
+    config.content = ContentMode::Lean;
+    let directory = engine.clone();
+    let mut register = |org: OrgRegistration| -> Result<(), String> {
+        directory
+            .store()
+            .upsert_org(&OrgRecord {
+                org_id: org.org_id,
+                name: org.name,
+                slug: org.slug,
+                app_id: org.app_id,
+                credentials: if org.credentials == "present" {
+                    OrgCredentials::Present
+                } else {
+                    OrgCredentials::Missing
+                },
+            })
+            .map_err(|error| error.to_string())
+    };
+    let mut targets = Targets {
+        files: None,
+        engine: Some(EngineTarget {
+            api: &engine,
+            register: &mut register,
+            batch_size: 500,
+        }),
+        manifest_dir: dir.path().to_path_buf(),
+    };
+    let report = generate(&config, &mut targets, &mut |_| {}).unwrap();
+    let orgs = report
+        .orgs
+        .iter()
+        .map(|org| (org.plan.org_id.clone(), org.plan.role, org.app_id.clone()))
+        .collect();
+    Fleet { engine, orgs }
 }
 
 pub fn config(concurrency: usize) -> MatrixConfig {
@@ -119,8 +135,8 @@ pub fn thread_v1() -> TargetSchema {
     TargetSchema::load("builtin:thread-v1").unwrap()
 }
 
-/// thread V1 without `document_documents`, whose typed attributes the legacy apps hold
-/// untyped (so every generated app would get critical `check-data-type` steps).
+/// thread V1 without `document_documents`, whose typed attributes an untyped legacy app
+/// holds untyped (so it would get critical `check-data-type` steps on them).
 pub fn thread_v1_without_documents() -> TargetSchema {
     let mut target = thread_v1();
     target.schema.entities.shift_remove("document_documents");
@@ -132,8 +148,12 @@ pub fn thread_v1_without_documents() -> TargetSchema {
     target
 }
 
+/// The matrix of the pipeline fleet.
 pub fn matrix_of(target: &TargetSchema) -> MatrixReport {
-    let fleet = fleet();
+    matrix_of_fleet(fleet(), target)
+}
+
+pub fn matrix_of_fleet(fleet: &Fleet, target: &TargetSchema) -> MatrixReport {
     run_matrix(&config(4), target, &fleet.engine, &fleet.engine, &|_, _| {}).unwrap()
 }
 
@@ -159,8 +179,10 @@ fn row_line(row: &MatrixRow, label: &str) -> String {
 
 #[test]
 fn generated_fleet_rows_against_thread_v1() {
-    let fleet = fleet();
-    let report = matrix_of(&thread_v1());
+    // The pipeline fleet plus a standard org: the clean-data apps were deployed typed and
+    // plan safely; the standard app's untyped attributes still need critical type checks.
+    let fleet = fleet_with_standard();
+    let report = matrix_of_fleet(fleet, &thread_v1());
     let ids: Vec<&str> = report.rows.iter().map(|row| row.org.id.as_str()).collect();
     let mut sorted = ids.clone();
     sorted.sort();
@@ -172,10 +194,11 @@ fn generated_fleet_rows_against_thread_v1() {
         .collect();
     lines.sort();
     expect_test::expect![[r#"
-        clean: status=Ok gate=blocked issue=plan_critical_steps plan=CRIT-001 blocking=true kind=None http=None steps=119/9c/0w creds=true/true
-        conversation-orphan: status=Ok gate=blocked issue=plan_critical_steps plan=CRIT-001 blocking=true kind=None http=None steps=119/9c/0w creds=true/true
+        clean: status=Ok gate=safe issue=plan_ok plan=OK-000 blocking=false kind=None http=None steps=110/0c/0w creds=true/true
+        conversation-orphan: status=Ok gate=safe issue=plan_ok plan=OK-000 blocking=false kind=None http=None steps=110/0c/0w creds=true/true
         missing-credentials: status=Skipped gate=blocked issue=missing_instant_credentials plan=CREDS-001 blocking=true kind=None http=None steps=0/0c/0w creds=false/false
-        schema-conflict: status=Error gate=blocked issue=schema_duplicate_link plan=SCH-001 blocking=true kind=Some(PlanError) http=Some(400) steps=0/0c/0w creds=true/true"#]]
+        schema-conflict: status=Error gate=blocked issue=schema_duplicate_link plan=SCH-001 blocking=true kind=Some(PlanError) http=Some(400) steps=0/0c/0w creds=true/true
+        standard: status=Ok gate=blocked issue=plan_critical_steps plan=CRIT-001 blocking=true kind=None http=None steps=116/18c/0w creds=true/true"#]]
     .assert_eq(&lines.join("\n"));
     let summary = &report.summary;
     assert_eq!(
@@ -185,7 +208,7 @@ fn generated_fleet_rows_against_thread_v1() {
             summary.review_required,
             summary.blocked
         ),
-        (4, 0, 0, 4)
+        (5, 2, 0, 3)
     );
     assert_eq!(
         (
@@ -193,24 +216,23 @@ fn generated_fleet_rows_against_thread_v1() {
             summary.planned_failed,
             summary.missing_instant_credentials
         ),
-        (2, 1, 1)
+        (3, 1, 1)
     );
-    assert_eq!(summary.with_instant_credentials, 3);
+    assert_eq!(summary.with_instant_credentials, 4);
     assert!(!report.ok && !summary.all_safe);
-    let conflict = report
-        .rows
-        .iter()
-        .find(|row| fleet.role_of(&row.org.id) == OrgRole::SchemaConflict)
-        .unwrap();
+    let row_of = |role: OrgRole| {
+        report
+            .rows
+            .iter()
+            .find(|row| fleet.role_of(&row.org.id) == role)
+            .unwrap()
+    };
     assert_eq!(
-        conflict.reason,
+        row_of(OrgRole::SchemaConflict).reason,
         "the server refuses the target schema: thread_contexts->thread already taken by a link or attribute of the live schema"
     );
-    let missing = report
-        .rows
-        .iter()
-        .find(|row| row.plan.status == PlanStatus::Skipped)
-        .unwrap();
+    let missing = row_of(OrgRole::MissingCredentials);
+    assert_eq!(missing.plan.status, PlanStatus::Skipped);
     assert_eq!(
         missing.plan.reason.as_deref(),
         Some("missing_instant_credentials")
@@ -219,22 +241,62 @@ fn generated_fleet_rows_against_thread_v1() {
         missing.reason,
         "no usable Instant credentials: the workspace records no Instant credentials for this organization"
     );
-    let clean = report
-        .rows
-        .iter()
-        .find(|row| fleet.role_of(&row.org.id) == OrgRole::Clean)
-        .unwrap();
-    assert!(clean.reason.starts_with(
-        "9 critical step(s) can reject or rewrite existing data: check-data-type on document_documents."
-    ), "{}", clean.reason);
-    assert_eq!(clean.plan.instructions.len(), 119);
+    for role in [OrgRole::Clean, OrgRole::ConversationOrphan] {
+        let row = row_of(role);
+        assert_eq!(
+            row.reason,
+            "the server planned 110 step(s), none critical or warning (110 safe, 0 review)",
+            "{}",
+            role.as_str()
+        );
+        assert_eq!(row.plan.instructions.len(), 110);
+        assert_eq!(
+            row.plan.output.as_ref().unwrap()["steps"]
+                .as_array()
+                .unwrap()
+                .len(),
+            110
+        );
+    }
+    let standard = row_of(OrgRole::Standard);
     assert_eq!(
-        clean.plan.output.as_ref().unwrap()["steps"]
-            .as_array()
-            .unwrap()
-            .len(),
-        119
+        standard.reason,
+        "18 critical step(s) can reject or rewrite existing data: check-data-type on thread_threads.createdAt, check-data-type on thread_threads.updatedAt, check-data-type on thread_threads.key (+15 more)"
     );
+    assert_eq!(standard.plan.instructions.len(), 116);
+    let critical: Vec<String> = standard
+        .plan
+        .instructions
+        .iter()
+        .filter(|step| step.severity == Severity::Critical)
+        .map(|step| {
+            format!(
+                "{} {}",
+                step.step_type,
+                step.target.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    expect_test::expect![[r#"
+        check-data-type thread_threads.createdAt
+        check-data-type thread_threads.updatedAt
+        check-data-type thread_threads.key
+        check-data-type thread_threads.name
+        check-data-type thread_threads.status
+        check-data-type thread_contexts.createdAt
+        check-data-type thread_contexts.updatedAt
+        check-data-type thread_contexts.key
+        check-data-type thread_contexts.status
+        check-data-type document_documents.name
+        check-data-type document_documents.mimeType
+        check-data-type document_documents.size
+        check-data-type document_documents.ownerId
+        check-data-type document_documents.orgId
+        check-data-type document_documents.createdAt
+        check-data-type document_documents.processedAt
+        check-data-type document_documents.updatedAt
+        check-data-type document_documents.lastJobId"#]]
+    .assert_eq(&critical.join("\n"));
 }
 
 #[test]

@@ -211,6 +211,132 @@ fn groups_every_source_by_scenario() {
     insta::assert_snapshot!(registry.to_markdown());
 }
 
+/// A verify result whose award-timeline invariant has `status` with `detail`, beside a
+/// passing `counts` invariant.
+fn timeline_result(status: &str, actual: Value, sample: &[&str], detail: &str) -> Value {
+    json!({"ok": false, "invariants": [
+        {"id": "counts", "status": "pass", "expected": 10, "actual": 10, "sample": []},
+        {"id": "timeline.award_conversations", "status": status, "expected": 0,
+         "actual": actual, "sample": sample, "detail": detail},
+    ]})
+}
+
+#[test]
+fn an_award_timeline_orphan_groups_under_its_scenario_with_the_backfill_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifacts = dir.path().join("artifacts");
+    let orphan_detail = |org: &str| {
+        format!(
+            "conversation_history_orphan: 3 award conversation item(s) have no timeline; run \
+             `threadmig backfill-conversations --org {org} --tender-id tender-1`, \
+             `threadmig backfill-conversations --org {org} --tender-id tender-2`"
+        )
+    };
+    for (run, org, at) in [
+        ("run-o1", "org_orphan_a", "2026-02-01T10:00:00Z"),
+        ("run-o2", "org_orphan_b", "2026-02-02T10:00:00Z"),
+    ] {
+        apply_run(&artifacts, run, org, "app-o", at);
+        verify_run(
+            &artifacts,
+            run,
+            org,
+            "app-o",
+            at,
+            &timeline_result(
+                "fail",
+                json!(2),
+                &["tender-1", "tender-2"],
+                &orphan_detail(org),
+            ),
+        );
+    }
+    // The same invariant failing to run names no orphan: it stays in its invariant family.
+    apply_run(
+        &artifacts,
+        "run-o3",
+        "org_down",
+        "app-x",
+        "2026-02-03T10:00:00Z",
+    );
+    verify_run(
+        &artifacts,
+        "run-o3",
+        "org_down",
+        "app-x",
+        "2026-02-03T10:00:00Z",
+        &timeline_result("error", Value::Null, &[], "query thread_items failed (500)"),
+    );
+    let registry = build(&artifacts, "2026-03-01T00:00:00Z");
+    let summary: Vec<String> = registry
+        .scenarios
+        .iter()
+        .map(|s| {
+            format!(
+                "{} count={} step={} runs={} orgs={}",
+                s.scenario,
+                s.count,
+                s.step_name,
+                s.run_ids.join(","),
+                s.org_ids.join(",")
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "conversation_history_orphan count=2 step=verify runs=run-o1,run-o2 orgs=org_orphan_a,org_orphan_b",
+            "verify_invariant_timeline count=1 step=verify runs=run-o3 orgs=org_down",
+        ]
+    );
+    let orphan = &registry.scenarios[0];
+    assert_eq!(
+        orphan.recommended_action,
+        recommended_action("conversation_history_orphan").0
+    );
+    assert!(
+        orphan
+            .recommended_action
+            .starts_with("Backfill the award timeline: `threadmig backfill-conversations"),
+        "{}",
+        orphan.recommended_action
+    );
+    assert_eq!(orphan.plan_id, None);
+    // The detail is read whole to classify; samples and signature keep its first characters
+    // (the org names come later, so both runs share one sample).
+    assert_eq!(
+        orphan.samples,
+        ["invariant timeline.award_conversations fail: {\"expected\":0,\"actual\":2,\"error\":null,\"sample\":[\"tender-1\",\"tender-2\"],\"detail\":\"conversation_history_orphan: 3 award conversation item(s) have no timeline; run `threadmig bac"]
+    );
+    assert_eq!(
+        orphan.signature,
+        "verify|conversation_history_orphan|invariant timeline.award_conversations fail: {\"expected\":0,\"actual\":2,\"error\":null,\"sample\":[\"tender-1\",\"tender-2\"],\"detail\":\"conversation_h"
+    );
+    assert_eq!(
+        orphan.first_seen_at.as_deref(),
+        Some("2026-02-01T10:00:00Z")
+    );
+    assert_eq!(orphan.last_seen_at.as_deref(), Some("2026-02-02T10:00:00Z"));
+    let timeline = &registry.scenarios[1];
+    assert_eq!(
+        timeline.recommended_action,
+        recommended_action("verify_invariant_timeline").0
+    );
+    assert_eq!(
+        timeline.samples,
+        ["invariant timeline.award_conversations error: {\"expected\":0,\"actual\":null,\"error\":null,\"sample\":[],\"detail\":\"query thread_items failed (500)\"}"]
+    );
+    let json = registry.to_json();
+    assert_eq!(
+        json["scenarios"][0]["scenario"],
+        "conversation_history_orphan"
+    );
+    assert_eq!(
+        json["scenarios"][0]["recommendedAction"],
+        recommended_action("conversation_history_orphan").0
+    );
+}
+
 #[test]
 fn rebuilding_is_idempotent_and_counts_each_occurrence_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,11 +15,10 @@ use std::sync::OnceLock;
 use rusqlite::{Connection, Result, Row, Statement, ToSql};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-/// One `triples` row to insert; the app and the time are the transaction's, and the entity's
-/// key is looked up (or assigned) when the row is written.
+/// One `triples` row to insert, but for its entity (see [`PendingInserts::push_triple`]); the
+/// app and the time are the transaction's.
 #[derive(Debug)]
 pub struct TripleRow {
-    pub entity_id: String,
     pub attr_pk: i64,
     pub value: String,
     pub num: Option<f64>,
@@ -32,11 +31,19 @@ pub struct TripleRow {
 /// the whole transaction (and it is dropped with it, committed or not).
 #[derive(Debug, Default)]
 pub struct PendingInserts {
-    triples: Vec<TripleRow>,
+    triples: Vec<(Entity, TripleRow)>,
     /// `(etype, entity_id)`.
     entities: Vec<(String, String)>,
     /// `entity_id` -> `entity_pk`.
     keys: FxHashMap<String, i64>,
+}
+
+/// The entity of a pending triple: its key when the transaction knows it already (the entities
+/// of a bulk write are keyed before their triples are written), else its id, keyed at flush.
+#[derive(Debug)]
+enum Entity {
+    Key(i64),
+    Id(String),
 }
 
 /// Rows per multi-row `INSERT`, largest first: a batch is written with as many of the largest
@@ -117,7 +124,7 @@ static NEW_ENTITIES_SQL: InsertSql = InsertSql::new(
     ENTITIES_INSERT,
     plain_tuple::<ENTITY_PARAMS>,
     ENTITY_PARAMS,
-    " RETURNING etype, entity_id",
+    " RETURNING etype, entity_pk",
 );
 static TRIPLES_SQL: InsertSql =
     InsertSql::new(TRIPLES_INSERT, plain_tuple::<TRIPLE_PARAMS>, TRIPLE_PARAMS, "");
@@ -127,8 +134,12 @@ impl PendingInserts {
         self.triples.is_empty() && self.entities.is_empty()
     }
 
-    pub fn push_triple(&mut self, row: TripleRow) {
-        self.triples.push(row);
+    pub fn push_triple(&mut self, entity_id: &str, row: TripleRow) {
+        let entity = match self.keys.get(entity_id) {
+            Some(pk) => Entity::Key(*pk),
+            None => Entity::Id(entity_id.to_string()),
+        };
+        self.triples.push((entity, row));
     }
 
     pub fn push_entity(&mut self, etype: &str, entity_id: &str) {
@@ -205,7 +216,10 @@ impl PendingInserts {
             entities
                 .iter()
                 .map(|(_, id)| id.as_str())
-                .chain(triples.iter().map(|row| row.entity_id.as_str())),
+                .chain(triples.iter().filter_map(|(entity, _)| match entity {
+                    Entity::Id(id) => Some(id.as_str()),
+                    Entity::Key(_) => None,
+                })),
             &mut FxHashSet::default(),
         )?;
         let mut entities: Vec<(&str, i64, &str)> = entities
@@ -227,7 +241,13 @@ impl PendingInserts {
         )?;
         let mut triples: Vec<(i64, &TripleRow)> = triples
             .iter()
-            .map(|row| Ok((self.key(&row.entity_id)?, row)))
+            .map(|(entity, row)| {
+                let pk = match entity {
+                    Entity::Key(pk) => *pk,
+                    Entity::Id(id) => self.key(id)?,
+                };
+                Ok((pk, row))
+            })
             .collect::<Result<_>>()?;
         triples.sort_unstable_by(|(a_pk, a), (b_pk, b)| {
             (a_pk, a.attr_pk, a.value.as_str()).cmp(&(b_pk, b.attr_pk, b.value.as_str()))
@@ -250,14 +270,14 @@ impl PendingInserts {
     }
 
     /// Inserts entity rows `(etype, entity_id)` now (after the pending rows), and tells which
-    /// were not there yet (`RETURNING` leaves out the rows `OR IGNORE` skips).
-    pub fn insert_entities(
+    /// were not there yet.
+    pub fn insert_entities<'r>(
         &mut self,
         conn: &Connection,
         app_pk: i64,
         now: i64,
-        rows: &[(&str, &str)],
-    ) -> Result<InsertedEntities> {
+        rows: &[(&'r str, &'r str)],
+    ) -> Result<InsertedEntities<'r>> {
         self.flush(conn, app_pk, now)?;
         let mut assigned = FxHashSet::default();
         self.resolve_keys(conn, app_pk, rows.iter().map(|(_, id)| *id), &mut assigned)?;
@@ -267,42 +287,62 @@ impl PendingInserts {
             .collect::<Result<_>>()?;
         rows.sort_unstable();
         rows.dedup();
-        let mut created = FxHashSet::with_capacity_and_hasher(rows.len(), Default::default());
+        // An id keyed by this very call had no key before it, and every row refers to its
+        // entity by key: nothing is stored for it yet, so its rows are all new. Only the rows
+        // of the other ids are asked which ones `OR IGNORE` skips.
+        let (new_rows, other_rows): (Vec<_>, Vec<_>) =
+            rows.into_iter().partition(|(_, pk, _)| assigned.contains(pk));
+        let bind = |statement: &mut Statement<'_>, first, (etype, pk, id): &(&str, i64, &str)| {
+            statement.raw_bind_parameter(first, etype)?;
+            statement.raw_bind_parameter(first + 1, pk)?;
+            statement.raw_bind_parameter(first + 2, id)
+        };
+        insert_rows(conn, &ENTITIES_SQL, &new_rows, app_pk, now, bind)?;
+        let mut inserted = InsertedEntities {
+            created: FxHashSet::with_capacity_and_hasher(
+                new_rows.len() + other_rows.len(),
+                Default::default(),
+            ),
+            new_ids: FxHashSet::with_capacity_and_hasher(new_rows.len(), Default::default()),
+        };
+        for (etype, _, id) in &new_rows {
+            inserted.created.insert((etype, id));
+            inserted.new_ids.insert(id);
+        }
+        let mut returned = Vec::new();
         insert_rows_returning(
             conn,
             &NEW_ENTITIES_SQL,
-            &rows,
+            &other_rows,
             app_pk,
             now,
-            |statement, first, (etype, pk, id)| {
-                statement.raw_bind_parameter(first, etype)?;
-                statement.raw_bind_parameter(first + 1, pk)?;
-                statement.raw_bind_parameter(first + 2, id)
-            },
+            bind,
             |row| {
-                created.insert((row.get(0)?, row.get(1)?));
+                returned.push((row.get::<_, String>(0)?, row.get::<_, i64>(1)?));
                 Ok(())
             },
         )?;
-        // An id keyed by this very call had no key before it, and every row refers to its
-        // entity by key: nothing can be stored for it yet.
-        let new_ids = rows
-            .iter()
-            .filter(|(_, pk, _)| assigned.contains(pk))
-            .map(|(_, _, id)| id.to_string())
-            .collect();
-        Ok(InsertedEntities { created, new_ids })
+        for (etype, pk) in returned {
+            // `other_rows` is sorted by (etype, key), and a key is one id.
+            if let Ok(found) = other_rows
+                .binary_search_by(|(e, p, _)| (*e, *p).cmp(&(etype.as_str(), pk)))
+            {
+                let (etype, _, id) = other_rows[found];
+                inserted.created.insert((etype, id));
+            }
+        }
+        Ok(inserted)
     }
 }
 
-/// What [`PendingInserts::insert_entities`] did.
+/// What [`PendingInserts::insert_entities`] did, in the caller's strings.
 #[derive(Debug, Default)]
-pub struct InsertedEntities {
+pub struct InsertedEntities<'r> {
     /// `(etype, entity_id)` of the rows that were not there yet.
-    pub created: FxHashSet<(String, String)>,
+    pub created: FxHashSet<(&'r str, &'r str)>,
     /// The ids that had no key before the call, so no triple, link or entity row of any
     /// namespace (all of them are among `created`).
-    pub new_ids: FxHashSet<String>,
+    pub new_ids: FxHashSet<&'r str>,
 }
 
 /// The text of one row's tuple, given the index of its first own parameter (`?1` is the app,
@@ -481,7 +521,7 @@ mod tests {
         );
         assert_eq!(
             values_sql(KEYS_INSERT, key_tuple, 1, 2),
-            "INSERT INTO entity_keys (app_pk, entity_id) VALUES (?1, ?3),(?1, ?4)"
+            "INSERT OR IGNORE INTO entity_keys (app_pk, entity_id) VALUES (?1, ?3),(?1, ?4)"
         );
         assert_eq!(
             values_sql("INSERT INTO t VALUES ", plain_tuple::<1>, 1, 2),
@@ -497,30 +537,38 @@ mod tests {
         // 64 + 8 + 1 + 1 rows: every statement size, and a repeated row that must be ignored.
         for n in 0..74 {
             pending.push_entity("items", &format!("id-{n:03}"));
-            pending.push_triple(TripleRow {
-                entity_id: format!("id-{n:03}"),
-                attr_pk: 7,
-                value: format!("\"v{n}\""),
-                num: None,
-                ref_id: None,
-                av: n % 2 == 0,
-            });
+            pending.push_triple(
+                &format!("id-{n:03}"),
+                TripleRow {
+                    attr_pk: 7,
+                    value: format!("\"v{n}\""),
+                    num: None,
+                    ref_id: None,
+                    av: n % 2 == 0,
+                },
+            );
         }
         pending.push_entity("items", "id-000");
         pending.flush(&conn, 1, 99).unwrap();
-        let created =
-            pending.insert_entities(&conn, 1, 99, &[("items", "id-000"), ("items", "id-900")]);
-        let inserted = created.unwrap();
-        let created: Vec<_> = inserted.created.into_iter().collect();
-        assert_eq!(created, [("items".to_string(), "id-900".to_string())]);
-        // Only the id keyed by that call is new; `id-000` was keyed by the flush before it.
+        let rows = [
+            ("items", "id-000"),
+            ("items", "id-900"),
+            ("others", "id-001"),
+            ("items", "id-900"),
+        ];
+        let inserted = pending.insert_entities(&conn, 1, 99, &rows).unwrap();
+        let mut created: Vec<_> = inserted.created.into_iter().collect();
+        created.sort_unstable();
+        // `id-000` is an `items` entity already; `id-001` is one, but not an `others` one.
+        assert_eq!(created, [("items", "id-900"), ("others", "id-001")]);
+        // Only the id keyed by that call is new: the flush before it keyed the others.
         let new_ids: Vec<_> = inserted.new_ids.into_iter().collect();
-        assert_eq!(new_ids, ["id-900".to_string()]);
+        assert_eq!(new_ids, ["id-900"]);
         assert!(pending.is_empty());
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
         assert_eq!(
             count("SELECT count(*) FROM entities WHERE app_pk = 1 AND created_at = 99"),
-            75
+            76
         );
         assert_eq!(
             count("SELECT count(*) FROM triples WHERE app_pk = 1 AND attr_pk = 7"),
