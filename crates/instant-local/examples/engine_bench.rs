@@ -91,6 +91,20 @@ fn thread_sched() -> Option<(Duration, Duration)> {
     ))
 }
 
+/// This thread's user and system CPU time, from `/proc/thread-self/stat` (clock ticks of
+/// 10 ms): the system part is mostly the WAL writes.
+fn thread_user_system() -> Option<(Duration, Duration)> {
+    let text = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised name: state is the 3rd field, utime the 14th.
+    let mut fields = text.get(text.rfind(')')? + 2..)?.split_whitespace().skip(11);
+    let mut ticks = || fields.next()?.parse::<u64>().ok();
+    let (user, system) = (ticks()?, ticks()?);
+    Some((
+        Duration::from_millis(user * 10),
+        Duration::from_millis(system * 10),
+    ))
+}
+
 /// Writes entities `from..to` in batches; returns the time spent inside `transact`.
 fn write_range(
     engine: &LocalEngine,
@@ -194,12 +208,16 @@ fn main() {
 
     // 1. Writes into a fresh app.
     let sched_before = thread_sched();
+    let times_before = thread_user_system();
     let began = Instant::now();
     let in_transact = write_range(&engine, &auth, 0, write_entities, batch);
     let wall = began.elapsed();
     let sched = thread_sched()
         .zip(sched_before)
         .map(|((cpu, wait), (cpu0, wait0))| (cpu - cpu0, wait - wait0));
+    let times = thread_user_system()
+        .zip(times_before)
+        .map(|((user, system), (user0, system0))| (user - user0, system - system0));
     let rate = write_entities as f64 / wall.as_secs_f64();
     println!(
         "writes: {write_entities} entities in {} transacts of {batch} update steps (5 attrs, 1 indexed): \
@@ -215,11 +233,14 @@ fn main() {
         write_entities as f64 / in_transact.as_secs_f64(),
         status_mib("VmRSS:").unwrap_or(0.0)
     );
-    if let Some((cpu, wait)) = sched {
+    if let (Some((cpu, wait)), Some((user, system))) = (sched, times) {
         println!(
-            "        writer thread: {:.2} s on CPU ({:.0} entities/s of CPU), {:.2} s waiting for a CPU",
+            "        writer thread: {:.2} s on CPU ({:.0} entities/s of CPU; user {:.2} s, system {:.2} s), \
+             {:.2} s waiting for a CPU",
             cpu.as_secs_f64(),
             write_entities as f64 / cpu.as_secs_f64(),
+            user.as_secs_f64(),
+            system.as_secs_f64(),
             wait.as_secs_f64()
         );
     }

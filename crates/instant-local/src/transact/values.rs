@@ -15,10 +15,10 @@ pub fn as_uuid(text: &str) -> Option<String> {
 pub fn is_uuid_text(text: &str) -> bool {
     let bytes = text.as_bytes();
     bytes.len() == 36
-        && bytes.iter().enumerate().all(|(index, byte)| match index {
-            8 | 13 | 18 | 23 => *byte == b'-',
-            _ => byte.is_ascii_hexdigit(),
-        })
+        && [8, 13, 18, 23].iter().all(|dash| bytes[*dash] == b'-')
+        && [0..8, 9..13, 14..18, 19..23, 24..36]
+            .into_iter()
+            .all(|group| bytes[group].iter().all(u8::is_ascii_hexdigit))
 }
 
 /// The value as it is stored: UUID strings lowercased (keys included) and object keys in

@@ -82,7 +82,7 @@ cases! {
         "story_executions row (no steps) with no context link: cannot get its required context/thread";
     StepExecutionLinkMissing = "step_execution_link_missing", "orphans", Step, 0.003, Repaired, "link_from_attribute", true,
         "story_steps row whose executionId names an existing execution but has no execution link";
-    StepExecutionAttrMissing = "step_execution_attr_missing", "orphans", Step, 0.003, Repaired, "step_execution_id_from_link", true,
+    StepExecutionAttrMissing = "step_execution_attr_missing", "orphans", Step, 0.003, Repaired, "attribute_from_link", true,
         "story_steps row with an execution link but no executionId attribute";
     PartStepLinkMissing = "part_step_link_missing", "orphans", Part, 0.003, Repaired, "link_from_attribute", true,
         "story_parts row whose stepId names an existing step but has no step link";
@@ -119,8 +119,8 @@ cases! {
         "a context's key equals the id of a keyless context, whose thread key would be that same id (the case's first id is the keyless context)";
     PreexistingThreadKey = "preexisting_thread_key", "duplicate_keys", Context, 0.001, Noted, "existing_thread_reused", true,
         "a thread_threads row already holds a context's key (runtime self-heal): its id is reused";
-    PreexistingThreadContextKey = "preexisting_thread_context_key", "duplicate_keys", Context, 0.001, Noted, "thread_context_key_conflict", true,
-        "a thread_contexts row with another id already holds a context's key (runtime self-heal): migrating the context as is collides on the unique key at apply";
+    PreexistingThreadContextKey = "preexisting_thread_context_key", "duplicate_keys", Context, 0.001, Repaired, "thread_context_key_conflict", true,
+        "a thread_contexts row with another id already holds a context's key (runtime self-heal): the context is migrated without the key (the existing row keeps it), reported";
     // id problems
     IdUppercase = "id_uppercase", "id_problems", Event, 0.002, Repaired, "id_normalised", false,
         "entity id written in upper case (links name it in lower case)";

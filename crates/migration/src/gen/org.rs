@@ -1232,8 +1232,13 @@ impl<'a> OrgGen<'a> {
                 )?;
             }
             let step_updated = t;
+            let gap_part = gap_at.and_then(|gap| part_rows.get(gap as usize).map(|p| p.0.clone()));
+            let mut first_part_dropped = false;
             for (part_id, idx, stored, diverged) in part_rows {
-                self.part(
+                // A part that already carries a case that keeps it migrated (the idx gap, the
+                // diverging tool state) is not also made unmigratable.
+                let keep = diverged || gap_part.as_deref() == Some(part_id.as_str());
+                let dropped = self.part(
                     &part_id,
                     &step_id,
                     prev_step.as_deref(),
@@ -1241,15 +1246,25 @@ impl<'a> OrgGen<'a> {
                     stored,
                     diverged,
                     step_updated,
+                    keep,
                 )?;
+                first_part_dropped |= idx == 0 && dropped;
             }
-            // Extra parts: a part of no step, and duplicate / invalid idx parts.
-            if let Some(kind) = self.draw(&[
-                CaseKind::PartStepMissing,
-                CaseKind::PartKeyDuplicate,
-                CaseKind::PartIdxDuplicate,
-                CaseKind::IdxNegative,
-            ]) {
+            // Extra parts: a part of no step, and duplicate / invalid idx parts. A duplicate of
+            // the idx-0 key needs the idx-0 part to be migrated (else it is the only one and
+            // migrates): the draw is the same, the case is left out.
+            let extra = self
+                .draw(&[
+                    CaseKind::PartStepMissing,
+                    CaseKind::PartKeyDuplicate,
+                    CaseKind::PartIdxDuplicate,
+                    CaseKind::IdxNegative,
+                ])
+                .filter(|kind| {
+                    !(first_part_dropped
+                        && matches!(kind, CaseKind::PartKeyDuplicate | CaseKind::PartIdxDuplicate))
+                });
+            if let Some(kind) = extra {
                 let id = self.uuid();
                 let (step_ref, idx, key, linked, updated) = match kind {
                     CaseKind::PartStepMissing => {
@@ -1453,7 +1468,8 @@ impl<'a> OrgGen<'a> {
         stored: Value,
         diverged: bool,
         updated: i64,
-    ) -> Result<(), GenError> {
+        keep: bool,
+    ) -> Result<bool, GenError> {
         let mut candidates = vec![
             CaseKind::PartStepLinkMissing,
             CaseKind::PartKeyMismatch,
@@ -1463,7 +1479,10 @@ impl<'a> OrgGen<'a> {
         if other_step.is_some() {
             candidates.insert(1, CaseKind::PartStepIdMismatch);
         }
-        let case = self.draw(&candidates);
+        // Drawn all the same (the random stream does not depend on `keep`).
+        let case = self
+            .draw(&candidates)
+            .filter(|kind| !(keep && *kind == CaseKind::IdxMissing));
         let mut row = RowB::new(id);
         let key = if case == Some(CaseKind::PartKeyMismatch) {
             format!("{step_id}:{}", idx + 1_000_000)
@@ -1518,6 +1537,7 @@ impl<'a> OrgGen<'a> {
                 json!({"stored": "input-available"}),
             )?;
         }
-        Ok(())
+        // Whether the part is not migrated (its key is then free for another part).
+        Ok(case == Some(CaseKind::IdxMissing))
     }
 }
