@@ -3,6 +3,7 @@
 mod apply;
 mod backfill;
 mod cli;
+mod demo;
 mod extract_verify;
 mod gates_status;
 mod matrix;
