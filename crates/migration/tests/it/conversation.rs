@@ -478,7 +478,7 @@ fn the_page_size_changes_the_requests_not_the_plan() {
     }
     let (_, _, reference) = &plans[3];
     assert_eq!(reference.counts.items_created, 5);
-    for (page_size, queries, plan) in &plans {
+    for (page_size, _queries, plan) in &plans {
         assert_eq!(plan, reference, "page size {page_size}");
     }
     // 9 messages scanned one per page need 10 requests for the scan alone.
