@@ -1036,7 +1036,7 @@ fn stage_failed(record: &Value) -> bool {
     record.get("ok") == Some(&Value::Bool(false))
         || matches!(
             record.get("status").and_then(Value::as_str),
-            Some("failed" | "error" | "errored" | "aborted")
+            Some("failed" | "error" | "errored" | "aborted" | "blocked")
         )
 }
 

@@ -866,6 +866,11 @@ pub struct MigrateArgs {
     pub sample: u64,
     #[command(flatten)]
     pub ledger: LedgerArgs,
+    /// Record the runs in a new temporary InstantDB app created through the port (where
+    /// --instant-api-uri points) instead of the workspace's ledger or --ledger-app-id. Its id is
+    /// printed; its token is kept in memory only, never written.
+    #[arg(long = "ledger-temporary", conflicts_with = "ledger_app_id")]
+    pub ledger_temporary: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,6 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use fleet::ledger::RunRecord;
 use fleet::matrix::{parse_org_ids, TargetSchema};
 use fleet::migrate::{
     migrate_org, MigrateOptions, MigrateReport, MigrateTarget, Observer, Outcome as RunOutcome,
@@ -34,12 +33,16 @@ pub fn run(args: MigrateArgs, json: bool) -> anyhow::Result<Outcome> {
         None => new_run_id("mig", unix_ms()),
     };
     migration::evidence::validate_run_id(&base_run_id)?;
-    let ledger = open_ledger(
-        args.connect.workspace.as_deref(),
-        &args.ledger,
-        &args.connect.http,
-        Open::CreateIfMissing,
-    )?;
+    let ledger = if args.ledger_temporary {
+        Some(temporary_ledger(connection.api.clone(), &base_run_id)?)
+    } else {
+        open_ledger(
+            args.connect.workspace.as_deref(),
+            &args.ledger,
+            &args.connect.http,
+            Open::CreateIfMissing,
+        )?
+    };
     let options = MigrateOptions {
         dry_run: args.dry_run,
         allow_unsafe: args.allow_unsafe,
@@ -108,13 +111,12 @@ pub fn run(args: MigrateArgs, json: bool) -> anyhow::Result<Outcome> {
             artifacts: &args.artifacts,
             rehearsal_engine: &rehearsal_engine,
         };
-        let started_at = now_rfc3339();
         let report = migrate_org(&migrate_target, &org_options, &mut observer)
             .with_context(|| format!("organisation {org}: writing the run evidence"))?;
         let report_path = write_report(&args.artifacts, &report)?;
         let ledger_app = match &ledger {
             Some(ledger) => {
-                record_in_ledger(ledger, &report, &started_at, run.path())
+                record_in_ledger(ledger, run.path())
                     .with_context(|| format!("recording run {} in the ledger", report.run_id))?;
                 Some(ledger.app_id().to_string())
             }
@@ -185,6 +187,30 @@ pub fn run(args: MigrateArgs, json: bool) -> anyhow::Result<Outcome> {
     })
 }
 
+/// A fresh temporary ledger app (`POST /dash/apps/ephemeral` through the port) with the
+/// migration-domain schema; only its id is ever shown.
+fn temporary_ledger(
+    api: std::sync::Arc<dyn InstantApi>,
+    run_id: &str,
+) -> anyhow::Result<fleet::ledger::Ledger> {
+    let schema = instant_schema::BuiltinSchema::MigrationDomain
+        .load()
+        .map_err(|error| anyhow::anyhow!("builtin:migration-domain: {error}"))?
+        .dsl()
+        .to_dsl_json();
+    let created = api
+        .create_ephemeral_app(&instant_api::EphemeralAppRequest {
+            title: format!("threadmig-ledger-{run_id}"),
+            schema: Some(schema),
+            rules: None,
+        })
+        .map_err(|error| anyhow::anyhow!("creating the temporary ledger app: {error}"))?;
+    let ledger = fleet::ledger::Ledger::new(api, created.app.auth());
+    ledger.ensure_schema()?;
+    eprintln!("temporary ledger app {}", ledger.app_id());
+    Ok(ledger)
+}
+
 /// The orgs of the run: `--org`, or the `--org-ids` wave with the canary first.
 fn wave(args: &MigrateArgs) -> anyhow::Result<Vec<String>> {
     let mut orgs = match (&args.connect.org, &args.org_ids) {
@@ -227,28 +253,9 @@ fn write_report(artifacts: &Path, report: &MigrateReport) -> anyhow::Result<Path
     Ok(path)
 }
 
-fn record_in_ledger(
-    ledger: &fleet::ledger::Ledger,
-    report: &MigrateReport,
-    started_at: &str,
-    folder: &Path,
-) -> anyhow::Result<()> {
-    let status = match report.outcome {
-        RunOutcome::MigratedVerified => "completed",
-        RunOutcome::DryRun { .. } | RunOutcome::AwaitingApproval { .. } => "completed",
-        _ => "failed",
-    };
-    ledger.record_run(&RunRecord {
-        run_id: report.run_id.clone(),
-        org_id: Some(report.org_id.clone()),
-        target_app_id: Some(report.app_id.clone()),
-        status: status.to_string(),
-        started_at: started_at.to_string(),
-        ended_at: Some(now_rfc3339()),
-        summary: json!({"outcome": report.outcome, "planSha256": report.plan_sha256,
-                        "dryRun": report.dry_run, "allowUnsafe": report.allow_unsafe,
-                        "overriddenGates": report.overridden_gates}),
-    })?;
+/// The run folder as migration-domain entities (its `migrate` stage carries the outcome; the
+/// run's status is derived from the stages: a blocked or failed stage makes it `failed`).
+fn record_in_ledger(ledger: &fleet::ledger::Ledger, folder: &Path) -> anyhow::Result<()> {
     ledger.record_run_folder(folder)?;
     Ok(())
 }

@@ -72,3 +72,85 @@ fn demo_migrates_the_eligible_wave_and_shows_every_status_state() {
         "mine"
     );
 }
+
+#[test]
+fn migrate_records_a_blocked_run_in_a_temporary_ledger_app_without_tokens() {
+    use instant_api::{AppAuth, InstantApi, QueryRequest};
+    let dir = temp_dir("ledger-temporary");
+    let ws = dir.join("ws").to_string_lossy().into_owned();
+    let gen = threadmig(
+        &[
+            "--json",
+            "gen",
+            "--preset",
+            "small",
+            "--seed",
+            "5",
+            "--roles",
+            "clean",
+            "--orgs",
+            "1",
+            "--events",
+            "40",
+            "--content",
+            "lean",
+            "--workspace",
+            &ws,
+        ],
+        Some(&dir),
+    );
+    assert_eq!(gen.code, 0, "{}", gen.stderr);
+    let gen: Value = serde_json::from_str(&gen.stdout).unwrap();
+    let org = gen["orgs"][0]["orgId"].as_str().unwrap().to_string();
+    // No preflight scan, model plan or matrix: the gates fail closed, and the run is still
+    // recorded in the ledger.
+    let run = threadmig(
+        &[
+            "--json",
+            "migrate",
+            "--workspace",
+            &ws,
+            "--org",
+            &org,
+            "--run-id",
+            "lt-1",
+            "--dry-run",
+            "--ledger-temporary",
+        ],
+        Some(&dir),
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let summary: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let result = &summary["orgs"][0];
+    assert_eq!(result["status"], "blocked");
+    assert_eq!(result["outcome"]["stage"], "gates");
+    let ledger_app = result["ledgerAppId"].as_str().unwrap().to_string();
+
+    let engine = instant_local::engine::LocalEngine::open(&dir.join("ws")).unwrap();
+    let store = engine.store();
+    let token = store.app_admin_token(&ledger_app).unwrap().unwrap();
+    let target_app = result["appId"].as_str().unwrap();
+    let target_token = store.app_admin_token(target_app).unwrap().unwrap();
+    let runs = engine
+        .query(
+            &AppAuth::new(&ledger_app, &token),
+            &QueryRequest {
+                query: serde_json::json!({"migration_runs": {}, "migration_steps": {}}),
+                inference: false,
+            },
+        )
+        .unwrap();
+    let text = runs.to_string();
+    assert_eq!(
+        runs["migration_runs"][0]["summary"]["runId"], "lt-1",
+        "{text}"
+    );
+    // A run stopped by the gates is a failed run, not one still running.
+    assert_eq!(runs["migration_runs"][0]["status"], "failed", "{text}");
+    assert!(
+        !runs["migration_steps"].as_array().unwrap().is_empty(),
+        "{text}"
+    );
+    assert!(!text.contains(&token) && !text.contains(&target_token));
+    assert!(!run.stdout.contains(&target_token) && !run.stderr.contains(&target_token));
+}
