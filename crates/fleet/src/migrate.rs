@@ -1087,7 +1087,25 @@ impl Rehearsal<'_> {
             },
             &mut |_| {},
         )
-        .map_err(|error| format!("applying the plan to the copy: {error}"))?;
+        .map_err(|error| {
+            let text = error.to_string();
+            // The apply error speaks to `threadmig apply` users; here the fix is the schema.
+            let text = text
+                .split("; it is not journaled")
+                .next()
+                .unwrap_or(&text)
+                .to_string();
+            if text.contains("Attributes are missing") {
+                format!(
+                    "applying the plan to the copy: {text}. The target schema (--schema-file) \
+                     lacks an attribute or link the plan writes; apps whose events link \
+                     `whatsappMessages` or `emails` need a target schema declaring those \
+                     `thread_items` links (thread V1 plus the esolbay links)"
+                )
+            } else {
+                format!("applying the plan to the copy: {text}")
+            }
+        })?;
         let run_path = self.run.path();
         let mut config = VerifyConfig::for_run(run_path, self.run.run_id());
         config.out_dir = run_path.join(Section::Verify.dir_name()).join("rehearsal");

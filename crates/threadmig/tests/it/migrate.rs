@@ -248,6 +248,19 @@ impl Fleet {
         fleet
     }
 
+    /// A copy of `template` (workspace, repository and reports, before any migration), for a
+    /// scenario that must start from the same apps without generating them again.
+    fn copy_of(template: &Fleet, name: &str) -> Fleet {
+        let dir = temp_dir(&format!("migrate-{name}"));
+        copy_dir(&template.dir, &dir);
+        Fleet {
+            dir,
+            org: template.org.clone(),
+            app_id: template.app_id.clone(),
+            outputs: Vec::new(),
+        }
+    }
+
     fn ws(&self) -> PathBuf {
         self.dir.join("ws")
     }
@@ -340,6 +353,19 @@ impl Fleet {
             .iter()
             .filter_map(|app| store.app_admin_token(&app.id).unwrap())
             .collect()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
     }
 }
 
@@ -667,8 +693,7 @@ fn assert_journal_once_each(apply_dir: &Path, sha: &str, batches: u64) {
 
 /// An uninterrupted in-process migration of a fresh fleet of `spec`: the thread data every
 /// interrupted or faulted run of the same fleet must end in.
-fn reference_run(name: &str, spec: &GenSpec, batch_size: usize) -> (String, String) {
-    let mut fleet = Fleet::generate(name, spec);
+fn reference_run(fleet: &mut Fleet, batch_size: usize) -> (String, String) {
     let sha = fleet.dry_run("reference", batch_size, &[]);
     let result = fleet.migrate("reference", batch_size, &["--approve", &sha]);
     assert_eq!(result["status"], "migrated_verified", "{result}");
@@ -685,7 +710,8 @@ const CI_BATCH_SIZE: usize = 10;
 /// The CI reference: (plan sha256 at `CI_BATCH_SIZE`, content digest), computed once.
 fn ci_reference() -> &'static (String, String) {
     static REFERENCE: OnceLock<(String, String)> = OnceLock::new();
-    REFERENCE.get_or_init(|| reference_run("reference", &ci_spec(), CI_BATCH_SIZE))
+    REFERENCE
+        .get_or_init(|| reference_run(&mut Fleet::generate("reference", &ci_spec()), CI_BATCH_SIZE))
 }
 
 #[test]
@@ -801,9 +827,46 @@ fn no_token_or_clerk_secret_in_any_artifact_ledger_file_or_output_of_a_whole_flo
     );
     let ledger = fleet.run(&["--json", "ledger", "show", "--workspace", "ws"], &[0]);
     assert!(ledger.stdout.contains("\"flow\""), "{}", ledger.stdout);
-    // Over HTTP: the matrix again and a dry-run wave over every org, blocked ones included (an
-    // org without credentials, a refused plan), with the request log kept.
-    let served = Served::start(&fleet.dir, &[]);
+    // Over HTTP, through a server injecting faults (retries and their log lines): the matrix
+    // again, `schema plan` (which logs the HTTP client's retries) and a dry-run wave over every
+    // org, blocked ones included (an org without credentials, a refused plan).
+    let served = Served::start(
+        &fleet.dir,
+        &[
+            "--fault-seed",
+            "3",
+            "--fault-429-rate",
+            "0.05",
+            "--fault-retry-after-secs",
+            "0",
+            "--fault-5xx-rate",
+            "0.05",
+            "--fault-drop-rate",
+            "0.05",
+        ],
+    );
+    let (org, app_id) = (fleet.org.clone(), fleet.app_id.clone());
+    fleet.run(
+        &[
+            "schema",
+            "plan",
+            "--workspace",
+            "ws",
+            "--org",
+            &org,
+            "--app-id",
+            &app_id,
+            "--instant-api-uri",
+            &served.url,
+            "--schema-file",
+            SCHEMA_FILE,
+            "--out",
+            "artifacts/reports/schema-plan-over-http.json",
+            "--instructions-out",
+            "artifacts/reports/schema-plan-over-http.md",
+        ],
+        &[0, 1],
+    );
     fleet.run(
         &[
             "--json",
@@ -856,6 +919,13 @@ fn no_token_or_clerk_secret_in_any_artifact_ledger_file_or_output_of_a_whole_flo
         .collect();
     assert!(statuses.contains(&"blocked".to_string()), "{statuses:?}");
     assert!(statuses.contains(&"dry_run".to_string()), "{statuses:?}");
+    let faulted = served
+        .faults()
+        .iter()
+        .filter(|(label, _)| label.as_str() != "-")
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    assert!(faulted > 0, "the server injected faults");
     let serve_log = served.stop();
 
     let tokens = fleet.tokens();
@@ -915,6 +985,50 @@ fn leaks(texts: &[(String, String)], secrets: &[&str]) -> Vec<String> {
     found
 }
 
+/// With the default target schema (thread V1 alone), an org whose events link WhatsApp messages
+/// cannot be migrated: the transform re-creates those links on `thread_items`
+/// (`txplan::ESOLBAY_ITEM_LABELS`), which thread V1 does not declare. The rehearsal catches it
+/// (nothing reaches the target), but the reason is the engine's `Attributes are missing in your
+/// schema` for some batch, which names neither the label nor the fix (a schema declaring the
+/// Esolbay links, data-model §2.2). Either the org migrates, or the reason names the label.
+#[test]
+#[ignore = "bug: the default --schema-file blocks an org with WhatsApp-linked events at the \
+            rehearsal with an opaque `Attributes are missing in your schema` (see the doc comment)"]
+fn default_schema_and_whatsapp_links_migrate_or_name_the_missing_label() {
+    let mut fleet = Fleet::generate("default-schema", &ci_spec());
+    let org = fleet.org.clone();
+    let output = fleet.run(
+        &[
+            "--json",
+            "migrate",
+            "--workspace",
+            "ws",
+            "--org",
+            &org,
+            "--run-id",
+            "default-schema",
+            "--dry-run",
+        ],
+        &[0, 1],
+    );
+    let links = std::fs::read_to_string(
+        fleet
+            .run_dir("default-schema")
+            .join("02-transform/links.ndjson"),
+    )
+    .unwrap();
+    assert!(
+        links.contains("\"label\":\"whatsappMessages\""),
+        "the premise: the plan re-links WhatsApp messages"
+    );
+    let result = &output.json()["orgs"][0];
+    let reason = result["outcome"]["reason"].as_str().unwrap_or("");
+    assert!(
+        result["status"] == "dry_run" || reason.contains("whatsappMessages"),
+        "{result}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Figures for bench/migrate.sh
 
@@ -923,6 +1037,30 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
+}
+
+/// `name ms, …` per stage of the last `migrate` of a run, from its report.
+fn stage_times(fleet: &Fleet, run_id: &str) -> String {
+    let report = read_json(&fleet.dir.join(format!(
+        "artifacts/reports/migration.{run_id}.{}.json",
+        fleet.org
+    )));
+    report["stages"]
+        .as_array()
+        .map(|stages| {
+            stages
+                .iter()
+                .map(|stage| {
+                    format!(
+                        "{} {} ms",
+                        stage["name"].as_str().unwrap_or("?"),
+                        stage["elapsedMs"]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 /// `bench/migrate.sh`: the fault and kill scenarios on the first org of a `medium` fleet
@@ -944,15 +1082,26 @@ fn figures() {
     println!("fleet: {spec:?}; batch size {batch_size}");
 
     let started = Instant::now();
-    let (reference_sha, reference_digest) = reference_run("bench-reference", &spec, batch_size);
+    let template = Fleet::generate("bench-template", &spec);
     println!(
-        "uninterrupted (in process, gen + dry run + approved run): {:.1} s; plan {}; thread data {}",
-        started.elapsed().as_secs_f64(),
-        &reference_sha[..12],
-        &reference_digest[..16]
+        "gen + scan + model-plan + matrix: {:.1} s",
+        started.elapsed().as_secs_f64()
     );
 
-    let mut fleet = Fleet::generate("bench-faults", &spec);
+    let mut fleet = Fleet::copy_of(&template, "bench-reference");
+    let started = Instant::now();
+    let (reference_sha, reference_digest) = reference_run(&mut fleet, batch_size);
+    println!(
+        "uninterrupted, in process (dry run + approved run): {:.1} s; plan {}; thread data {}\n  \
+         approved run's stages: {}",
+        started.elapsed().as_secs_f64(),
+        &reference_sha[..12],
+        &reference_digest[..16],
+        stage_times(&fleet, "reference")
+    );
+    drop(fleet);
+
+    let mut fleet = Fleet::copy_of(&template, "bench-faults");
     let faults = fault_scenario(
         &mut fleet,
         &FaultSpec {
@@ -979,9 +1128,11 @@ fn figures() {
             "DIFFERENT FROM"
         }
     );
+    println!("  approved run's stages: {}", stage_times(&fleet, "faults"));
     assert_eq!(faults.digest, reference_digest);
+    drop(fleet);
 
-    let mut fleet = Fleet::generate("bench-killed", &spec);
+    let mut fleet = Fleet::copy_of(&template, "bench-killed");
     let killed = kill_scenario(&mut fleet, 0x5EED_0010, kills, batch_size);
     let equal = killed.digest.sha256 == reference_digest;
     println!(
