@@ -12,7 +12,11 @@
 #   BENCH_BATCH          [500]     update steps per transact
 #   BENCH_DIR            [temp]    keep the workspace there instead of a temporary directory
 #   BENCH_SQLITE_PRAGMAS [none]    extra PRAGMAs on the engine connection (tuning experiments)
+#   BENCH_PAGE_SIZE      [4096]    create the database with another page size (tuning experiments)
 #   BENCH_SEQUENTIAL_IDS [0]       1: entity ids grow with insertion order (measures B-tree scatter)
+# Besides the wall-clock rate (request building included), the write figure shows the rate
+# inside `transact` and the writer thread's CPU time and wait for a CPU: on a shared machine
+# the wall-clock rate moves with the load, so compare runs made at the same time.
 # Quick run: BENCH_WRITE_ENTITIES=20000 BENCH_QUERY_ENTITIES=50000 bench/engine.sh
 set -euo pipefail
 

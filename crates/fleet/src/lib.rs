@@ -12,5 +12,5 @@ pub mod pipeline;
 pub mod registry;
 pub mod runbook;
 pub mod status;
-pub mod validate;
 pub mod timeline;
+pub mod validate;

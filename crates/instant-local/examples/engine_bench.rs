@@ -2,14 +2,18 @@
 //! (SQLite in WAL mode, as `threadmig serve` runs it). Run by `bench/engine.sh`.
 //!
 //! 1. Writes: batched transacts of `BENCH_BATCH` `update` steps (5 attributes each, one
-//!    indexed) into a fresh app, `BENCH_WRITE_ENTITIES` entities; entity writes per second.
+//!    indexed) into a fresh app, `BENCH_WRITE_ENTITIES` entities; entity writes per second
+//!    (wall clock, request building included), the same inside `transact` alone, and the
+//!    writer thread's CPU time (user and system) and time spent waiting for a CPU: on a shared
+//!    machine the wall-clock figure moves with the load.
 //! 2. Reads: the namespace is filled up to `BENCH_QUERY_ENTITIES` entities, then
 //!    `BENCH_QUERIES` queries by the indexed attribute (`where` equality, one entity each);
 //!    median and p95 latency.
 //! 3. Peak RSS (`VmHWM`).
 //!
 //! `BENCH_DIR` keeps the workspace in a given directory instead of a temporary one;
-//! `BENCH_SQLITE_PRAGMAS` runs extra PRAGMAs on the engine's connection (tuning experiments).
+//! `BENCH_SQLITE_PRAGMAS` runs extra PRAGMAs on the engine's connection and `BENCH_PAGE_SIZE`
+//! creates the database with another page size (tuning experiments).
 
 use std::time::{Duration, Instant};
 
@@ -53,21 +57,21 @@ fn bench_schema() -> Value {
 
 /// A deterministic, well-spread id for entity `n` (UUIDv4 layout), like the random ids real
 /// apps have. `BENCH_SEQUENTIAL_IDS=1` makes ids grow with `n` instead, which shows how much of
-/// the write cost is B-tree page scatter.
+/// the write cost is B-tree page scatter. (Written by the uuid crate: formatting the fields
+/// with `format!` cost the client as much as some of the engine's work it measures.)
 fn entity_id(n: usize) -> String {
     static SEQUENTIAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // Version 4 and variant 8, `n` in the low 48 bits.
+    let (version, variant, low) = (0x4 << 76, 0x8 << 60, n as u128 & 0xffff_ffff_ffff);
     if *SEQUENTIAL.get_or_init(|| std::env::var("BENCH_SEQUENTIAL_IDS").is_ok_and(|v| v == "1")) {
-        return format!("00000000-0000-4000-8000-{n:012x}");
+        // `00000000-0000-4000-8000-nnnnnnnnnnnn`
+        return uuid::Uuid::from_u128(version | variant | low).to_string();
     }
+    // `mmmmmmmm-mmmm-4nnn-8nnn-nnnnnnnnnnnn`: 48 mixed bits, then two 12-bit fields of `n`.
     let mixed = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66_D1CE_4E5B;
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        (mixed >> 32) as u32,
-        (mixed >> 16) as u16,
-        (n >> 24) & 0xfff,
-        (n >> 12) & 0xfff,
-        n & 0xffff_ffff_ffff
-    )
+    let fields = ((((n >> 24) & 0xfff) as u128) << 64) | ((((n >> 12) & 0xfff) as u128) << 48);
+    uuid::Uuid::from_u128(((mixed as u128 >> 16) << 80) | version | variant | fields | low)
+        .to_string()
 }
 
 fn update_step(n: usize) -> Value {
@@ -84,7 +88,9 @@ fn update_step(n: usize) -> Value {
 /// shared machine the wall-clock rate moves with the load; the on-CPU time does much less.
 fn thread_sched() -> Option<(Duration, Duration)> {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let mut fields = text.split_whitespace().map(|field| field.parse::<u64>().ok());
+    let mut fields = text
+        .split_whitespace()
+        .map(|field| field.parse::<u64>().ok());
     Some((
         Duration::from_nanos(fields.next()??),
         Duration::from_nanos(fields.next()??),
@@ -96,7 +102,10 @@ fn thread_sched() -> Option<(Duration, Duration)> {
 fn thread_user_system() -> Option<(Duration, Duration)> {
     let text = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
     // Fields after the parenthesised name: state is the 3rd field, utime the 14th.
-    let mut fields = text.get(text.rfind(')')? + 2..)?.split_whitespace().skip(11);
+    let mut fields = text
+        .get(text.rfind(')')? + 2..)?
+        .split_whitespace()
+        .skip(11);
     let mut ticks = || fields.next()?.parse::<u64>().ok();
     let (user, system) = (ticks()?, ticks()?);
     Some((
@@ -105,7 +114,9 @@ fn thread_user_system() -> Option<(Duration, Duration)> {
     ))
 }
 
-/// Writes entities `from..to` in batches; returns the time spent inside `transact`.
+/// Writes entities `from..to` in batches; returns the time spent inside `transact`. Each
+/// request is built between transacts, on the engine's thread, so that the wall-clock figure
+/// also carries the cost of making the steps.
 fn write_range(
     engine: &LocalEngine,
     auth: &AppAuth,

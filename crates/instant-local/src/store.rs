@@ -342,7 +342,8 @@ impl Store {
         // WAL with `synchronous = NORMAL` is durable across crashes of the process and loses at
         // most the last commits on power loss, as SQLite documents. Checkpoints run in the
         // background (see `Checkpointer`); the writer checkpoints itself only past the
-        // high-water mark, and `journal_size_limit` gives the disk back after such a burst.
+        // high-water mark, and `journal_size_limit` gives the disk back after such a burst
+        // (the WAL keeps its working size below it, see `WAL_SIZE_LIMIT`).
         conn.execute_batch(&format!(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
              PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY; \

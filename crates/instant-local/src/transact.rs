@@ -165,6 +165,54 @@ impl Catalog {
     }
 }
 
+/// The live attribute catalogue of an app (what [`store::load_attrs`] reads, in the same
+/// order), read straight into [`Attr`]s: every transact reads it, and the transaction needs
+/// none of the rest of a `ServerAttr`.
+fn load_catalog(conn: &Connection, app_pk: i64) -> rusqlite::Result<Catalog> {
+    let mut statement = conn.prepare_cached(
+        "SELECT attr_pk, id, etype, label, reverse_etype, reverse_label, value_type, cardinality, \
+         is_unique, is_indexed, is_required, checked_data_type, on_delete, on_delete_reverse, \
+         catalog, inferred_types FROM attrs WHERE app_pk = ?1 AND deleted_at IS NULL ORDER BY attr_pk",
+    )?;
+    let mut rows = statement.query([app_pk])?;
+    let mut catalog = Catalog::default();
+    while let Some(row) = rows.next()? {
+        let reverse = match row.get::<_, Option<String>>(4)? {
+            Some(etype) => Some((etype, row.get::<_, String>(5)?)),
+            None => None,
+        };
+        let text = |index: usize| row.get_ref(index).map(|value| value.as_str().ok());
+        let inferred = match text(15)? {
+            Some(names) => {
+                values::inferred_bits_from_json(serde_json::from_str::<Value>(names).ok().as_ref())
+            }
+            None => 0,
+        };
+        let attr = Attr {
+            pk: row.get(0)?,
+            id: row.get(1)?,
+            etype: row.get(2)?,
+            label: row.get(3)?,
+            reverse,
+            is_ref: text(6)? == Some("ref"),
+            card_one: text(7)? != Some("many"),
+            unique: row.get(8)?,
+            indexed: row.get(9)?,
+            required: row.get(10)?,
+            checked: row.get(11)?,
+            cascade: text(12)? == Some("cascade"),
+            cascade_reverse: text(13)? == Some("cascade"),
+            system: text(14)? == Some("system"),
+            inferred,
+            inferred_loaded: inferred,
+            deleted: false,
+            pending: None,
+        };
+        catalog.push(attr, true);
+    }
+    Ok(catalog)
+}
+
 fn new_blob_attr(etype: &str, label: &str, unique: bool, index: bool) -> ServerAttr {
     let mut attr = ServerAttr::blob(etype, label);
     attr.id = Some(uuid::Uuid::new_v4().to_string());
@@ -284,10 +332,7 @@ type Res<T> = Result<T, ApiError>;
 
 impl<'c> Engine<'c> {
     fn load(conn: &'c Connection, app: &'c App) -> Res<Engine<'c>> {
-        let mut catalog = Catalog::default();
-        for row in store::load_attrs(conn, app.app_pk)? {
-            catalog.push(Attr::from_server(row.attr_pk, &row.attr), true);
-        }
+        let catalog = load_catalog(conn, app.app_pk).map_err(sql_error)?;
         Ok(Engine {
             conn,
             pending: RefCell::new(PendingInserts::default()),
@@ -430,10 +475,19 @@ impl<'c> Engine<'c> {
             if !updates && !links {
                 continue;
             }
+            let obj = obj.and_then(Value::as_object);
+            // Steps of a bulk write name attributes that exist: one namespace lookup.
+            let all_known = self.catalog.forward.get(etype).is_some_and(|labels| {
+                labels.contains_key("id")
+                    && obj.is_none_or(|obj| obj.keys().all(|label| labels.contains_key(label)))
+            });
+            if all_known {
+                continue;
+            }
             if self.catalog.forward(etype, "id").is_none() {
                 self.add_auto(new_blob_attr(etype, "id", true, false), &mut added);
             }
-            let Some(obj) = obj.and_then(Value::as_object) else {
+            let Some(obj) = obj else {
                 continue;
             };
             for label in obj.keys() {
@@ -502,8 +556,8 @@ impl<'c> Engine<'c> {
         let items = step.as_array().map(Vec::as_slice).unwrap_or_default();
         let action = items.first().and_then(Value::as_str).unwrap_or_default();
         let etype = items.get(1).and_then(Value::as_str).unwrap_or_default();
-        let null = Value::Null;
-        let eid = items.get(2).unwrap_or(&null);
+        static NULL: Value = Value::Null;
+        let eid = items.get(2).unwrap_or(&NULL);
         // `remove-id-from-step`: an `id` key in the attributes is ignored.
         let obj = items
             .get(3)
@@ -532,7 +586,13 @@ impl<'c> Engine<'c> {
                 ops.push(Op::Add {
                     e: e.clone(),
                     a: attr_named("id")?,
-                    v: eid_as_value(&e),
+                    v: match eid {
+                        // The step's own id is the value when it needs no coercion.
+                        Value::String(text) if is_canonical_uuid(text) => {
+                            Val::Json(Cow::Borrowed(eid))
+                        }
+                        _ => eid_as_value(&e),
+                    },
                     mode,
                 });
                 ops.reserve(items.get(3).and_then(Value::as_object).map_or(0, Map::len));
@@ -656,13 +716,12 @@ impl<'c> Engine<'c> {
 
     fn extract_lookup(&self, etype: &str, eid: &Value) -> Res<Eid> {
         let Some(pair) = lookup_pair(eid)? else {
-            return Ok(Eid::Id(
-                match eid {
-                    Value::String(text) => as_uuid(text).unwrap_or_else(|| text.clone()),
-                    other => other.to_string(),
-                }
-                .into(),
-            ));
+            return Ok(Eid::Id(match eid {
+                // Client ids are canonical already, as a rule: shared as they are.
+                Value::String(text) if is_canonical_uuid(text) => Rc::from(text.as_str()),
+                Value::String(text) => as_uuid(text).unwrap_or_else(|| text.clone()).into(),
+                other => other.to_string().into(),
+            }));
         };
         let label = if self.is_ref_lookup(etype, &pair.0) {
             ref_lookup_link_name(&pair)?
@@ -683,6 +742,8 @@ impl<'c> Engine<'c> {
 
     /// The server's second check of internal ops (`tx/validate!`): entity ids and `id` lookups.
     fn check_internal_ops(&self, ops: &[Op]) -> Res<()> {
+        // The ops of one step share their entity id: it is checked once.
+        let mut checked_id: Option<&Rc<str>> = None;
         for (index, op) in ops.iter().enumerate() {
             let (e, v) = match op {
                 Op::Add { e, v, .. } | Op::Retract { e, v, .. } => (Some(e), Some(v)),
@@ -691,6 +752,7 @@ impl<'c> Engine<'c> {
             };
             if let Some(e) = e {
                 match e {
+                    Eid::Id(id) if checked_id.is_some_and(|known| Rc::ptr_eq(known, id)) => {}
                     Eid::Id(id) if !values::is_uuid_text(id) => {
                         return Err(ApiError::validation(
                             "tx-steps",
@@ -702,7 +764,7 @@ impl<'c> Engine<'c> {
                         ))
                     }
                     Eid::Lookup(attr, value) => self.check_id_lookup(op, index, 1, *attr, value)?,
-                    Eid::Id(_) => {}
+                    Eid::Id(id) => checked_id = Some(id),
                 }
             }
             if let Some(Val::Lookup(attr, value)) = v {
@@ -845,6 +907,18 @@ impl<'c> Engine<'c> {
     // Preprocessing (before any write, against the data as it was)
 
     fn resolve_delete_lookups<'s>(&self, ops: Vec<Op<'s>>) -> Res<Vec<Op<'s>>> {
+        let by_lookup = |op: &Op| {
+            matches!(
+                op,
+                Op::Delete {
+                    e: Eid::Lookup(..),
+                    ..
+                }
+            )
+        };
+        if !ops.iter().any(by_lookup) {
+            return Ok(ops);
+        }
         let mut out = Vec::with_capacity(ops.len());
         let mut resolved_deletes = Vec::new();
         for op in ops {
@@ -2057,6 +2131,11 @@ fn ref_lookup_link_name(pair: &(String, Value)) -> Res<String> {
     Ok(parts[0].to_string())
 }
 
+/// A UUID in the form [`as_uuid`] gives (lowercase).
+fn is_canonical_uuid(text: &str) -> bool {
+    values::is_uuid_text(text) && !text.bytes().any(|byte| byte.is_ascii_uppercase())
+}
+
 fn eid_as_value(e: &Eid) -> Val<'static> {
     match e {
         Eid::Id(id) => Val::Json(Cow::Owned(Value::String(id.to_string()))),
@@ -2133,6 +2212,12 @@ fn kinds_in_order(ops: &[Op]) -> Vec<usize> {
 }
 
 fn group_by_kind<'s>(ops: Vec<Op<'s>>, order: &[usize]) -> Vec<(usize, Vec<Op<'s>>)> {
+    // One kind (a bulk write): the ops are the group as they are.
+    if let [kind] = order {
+        if ops.iter().all(|op| op.kind() == *kind) {
+            return vec![(*kind, ops)];
+        }
+    }
     let mut groups: Vec<(usize, Vec<Op<'s>>)> =
         order.iter().map(|kind| (*kind, Vec::new())).collect();
     for op in ops {

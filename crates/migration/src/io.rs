@@ -219,6 +219,8 @@ pub struct DatasetReader<R> {
     rows_in_array: u64,
     copy_rows: bool,
     row_len: u64,
+    /// Copied rows have their newlines (between tokens) made spaces.
+    one_line: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -230,16 +232,33 @@ enum Frame {
 const CHUNK: usize = 1 << 20;
 
 /// The bytes that matter between strings: quotes, brackets and newlines.
-static STRUCTURAL: [bool; 256] = {
+static STRUCTURAL: [bool; 256] = table(b"\"{}[]\n\r");
+/// The same, when newlines are copied as they are.
+static STRUCTURAL_NO_NEWLINES: [bool; 256] = table(b"\"{}[]");
+
+const fn table(bytes: &[u8]) -> [bool; 256] {
     let mut table = [false; 256];
     let mut i = 0;
-    let bytes = b"\"{}[]\n\r";
     while i < bytes.len() {
         table[bytes[i] as usize] = true;
         i += 1;
     }
     table
-};
+}
+
+/// Where a string's text stops (its closing quote or an escape): short strings (ids, names,
+/// dates: most of them) by a plain loop, long ones with `memchr`.
+fn string_stop(window: &[u8]) -> Option<usize> {
+    let head = window.len().min(32);
+    match window[..head]
+        .iter()
+        .position(|b| *b == b'"' || *b == b'\\')
+    {
+        Some(i) => Some(i),
+        None if head == window.len() => None,
+        None => memchr::memchr2(b'"', b'\\', &window[head..]).map(|i| head + i),
+    }
+}
 
 impl<R: Read> DatasetReader<R> {
     pub fn new(reader: R) -> Self {
@@ -257,6 +276,7 @@ impl<R: Read> DatasetReader<R> {
             rows_in_array: 0,
             copy_rows: true,
             row_len: 0,
+            one_line: true,
         }
     }
 
@@ -379,6 +399,12 @@ impl<R: Read> DatasetReader<R> {
         }
         let mut depth: Vec<u8> = Vec::new();
         let mut in_string = false;
+        // Newlines matter only when a copied row must fit on one line.
+        let table = if out.is_some() && self.one_line {
+            &STRUCTURAL
+        } else {
+            &STRUCTURAL_NO_NEWLINES
+        };
         loop {
             if !self.fill()? {
                 return Err(self.error(if in_string {
@@ -389,7 +415,7 @@ impl<R: Read> DatasetReader<R> {
             }
             if in_string {
                 let window = &self.buf[self.pos..self.len];
-                match memchr::memchr2(b'"', b'\\', window) {
+                match string_stop(window) {
                     None => {
                         if let Some(out) = out.as_deref_mut() {
                             out.extend_from_slice(window);
@@ -429,7 +455,7 @@ impl<R: Read> DatasetReader<R> {
             let mut done = false;
             while i < window.len() {
                 let b = window[i];
-                if !STRUCTURAL[b as usize] {
+                if !table[b as usize] {
                     i += 1;
                     continue;
                 }
@@ -491,8 +517,9 @@ impl<R: Read> DatasetReader<R> {
         self.next_event_into(None)
     }
 
-    /// [`DatasetReader::next_event`], appending a row's text to `out` (instead of keeping it
-    /// in [`DatasetReader::row`]): a caller gathering many rows saves a copy.
+    /// [`DatasetReader::next_event`], appending a row's text to `out` exactly as in the file
+    /// (newlines included) instead of keeping it in [`DatasetReader::row`]: a caller gathering
+    /// many rows saves a copy.
     pub fn next_row_into(
         &mut self,
         out: &mut Vec<u8>,
@@ -536,8 +563,10 @@ impl<R: Read> DatasetReader<R> {
                 let at = self.offset();
                 self.row.clear();
                 if let Some(out) = out {
+                    self.one_line = false;
                     self.value(Some(out))?;
                 } else if self.copy_rows {
+                    self.one_line = true;
                     let mut row = std::mem::take(&mut self.row);
                     let result = self.value(Some(&mut row));
                     self.row = row;
@@ -598,4 +627,3 @@ impl<R: Read> DatasetReader<R> {
         }
     }
 }
-

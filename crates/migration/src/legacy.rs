@@ -305,7 +305,10 @@ impl<'a> Val<'a> {
 
 impl<'a> Fields<'a> {
     fn get(&self, name: &str) -> Option<Val<'a>> {
-        self.0.iter().find(|(key, _)| key == name).map(|(_, raw)| *raw)
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, raw)| *raw)
     }
 
     fn iter(&self) -> impl Iterator<Item = (&str, Val<'a>)> + '_ {
@@ -328,7 +331,10 @@ impl<'de> Deserialize<'de> for Fields<'de> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields<'de>, A::Error> {
                 let mut fields = Fields(Vec::with_capacity(16));
                 while let Some(key) = map.next_key_seed(KeySeed)? {
                     let value: &'de RawValue = map.next_value()?;
@@ -346,14 +352,20 @@ struct KeySeed;
 
 impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
     type Value = Cow<'de, str>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         struct KeyVisitor;
         impl<'de> serde::de::Visitor<'de> for KeyVisitor {
             type Value = Cow<'de, str>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a member name")
             }
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
                 Ok(Cow::Borrowed(v))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -440,7 +452,10 @@ pub fn repair_lone_surrogates(text: &str) -> Option<String> {
         bytes[at..at + 6].copy_from_slice(b"\\ufffd");
     }
     // Six ASCII bytes replaced by six ASCII bytes: still UTF-8.
-    Some(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Some(
+        String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
 
 /// The lone surrogate escapes of `text`, as written (for messages).
@@ -506,7 +521,9 @@ struct Typer {
 /// The attributes and links the join reads (everything else is skipped by a light typing).
 fn joined(namespace: LegacyNamespace, name: &str) -> bool {
     let names: &[&str] = match namespace {
-        LegacyNamespace::ContextContexts => &["id", "createdAt", "key", "status", "currentExecution"],
+        LegacyNamespace::ContextContexts => {
+            &["id", "createdAt", "key", "status", "currentExecution"]
+        }
         LegacyNamespace::ContextEvents => &[
             "id",
             "createdAt",

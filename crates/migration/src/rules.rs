@@ -9,6 +9,30 @@
 //! * `noted`: the row is migrated as is; something about it is worth knowing.
 //!
 //! Ids are part of the output contract (reports, `rejectsByRule`): never rename one.
+//!
+//! ## Where data-model.md is silent: the option that loses nothing
+//!
+//! * **A `thread_contexts` row already holds the key** (another id: the runtime healed the
+//!   context before the migration). Overwriting its key would take the live conversation's
+//!   key away; keeping the key on the migrated context collides on the unique attribute at
+//!   apply. The legacy context is migrated with all its history but without the key (its
+//!   thread too), and `thread_context_key_conflict` names both ids and the key: merging the
+//!   two is a human decision. A row with the context's own id (an earlier run) is no clash.
+//! * **Lone UTF-16 surrogate escapes** (`\ud800` without its pair): valid JSON, not Unicode,
+//!   refused by the server, and unreadable as a string (so a plain attribute holding one was
+//!   read as null). The escape alone is replaced by U+FFFD (`\ufffd`), the rest of the text
+//!   is kept byte for byte, and `invalid_unicode_replaced` names the attribute and the escape.
+//! * **An item without `createdAt` that mirrors a WhatsApp message** (a human message with
+//!   no execution): the message's own `createdAt` is the item's instant (the mirror is written
+//!   when the message arrives), so it comes first, before the execution-derived value of §3.2;
+//!   without either the item is not migrated (`created_at_missing`), never dated "now".
+//! * **A denormalised id that is not a UUID next to a valid link** (step `executionId`, part
+//!   `stepId`): the link wins, as for a mismatch, and the attribute's text is in the report
+//!   (`execution_id_mismatch` / `step_id_mismatch`), never dropped silently.
+//! * **A denormalised id absent next to its link**: filled from the link and reported
+//!   (`attribute_from_link`), the mirror of `link_from_attribute`.
+//! * **Rows sharing an id**: the first by text is migrated with *its* links only; the others
+//!   are reported (`duplicate_id`) and none of their links is written.
 
 use std::fmt;
 

@@ -6,16 +6,19 @@
 //!
 //! How it stays fast and small (memory follows the join and the sort budget, not the input):
 //!
-//! 1. **Index**: one sequential read delimits every row (offset, length) per namespace; no
-//!    row is copied, nothing is spooled.
-//! 2. **Join** (pass 1): the rows are typed without their big JSON attributes, in parallel over
-//!    contiguous slices; each slice feeds its own [`JoinBuilder`], merged in input order.
-//!    Each row also gets its *cell*: the first byte of its id.
-//! 3. **Map** (pass 2), one target namespace at a time in the order `links.ndjson` needs: the
-//!    rows of a range of cells (as many as fit the sort budget) are read back from the input
-//!    (page cache), typed in full, mapped, serialised and sorted by id in memory, in parallel;
-//!    then written with their links. Id order is cell order, so ranges are written one after
-//!    the other and nothing is ever spilled for the rows themselves.
+//! 1. **Pass 1** reads the input once, in order. The scanning thread delimits rows (8 bytes of
+//!    index per row, [`Rows`]) and hands blocks of row text to workers, which type each row
+//!    for the join only (members delimited, not parsed, big JSON attributes skipped) and give
+//!    it a *cell*: the first byte of its id. Their [`JoinBuilder`]s are merged in input order;
+//!    report entries go straight to a sorter that spills beyond its budget. Nothing is
+//!    spooled: pass 2 reads the input again (from the page cache).
+//! 2. [`JoinBuilder::finish`] decides what depends on several rows; part keys that may repeat
+//!    (their hash does) are read again and compared exactly.
+//! 3. **Pass 2**, one target namespace at a time in the order `links.ndjson` needs: the rows
+//!    of a range of cells (as many as fit half the sort budget) are read back, typed in full
+//!    (validated), mapped, serialised with their links and sorted by id, in parallel; one
+//!    range is written while the next is mapped. Id order is cell order, so ranges are written
+//!    one after the other and the rows themselves are never spilled.
 //! 4. Files are synced on a background thread as soon as they are complete, then renamed
 //!    together at the end.
 
@@ -116,6 +119,117 @@ struct RowRef {
     cell: u16,
 }
 
+/// The rows of one source in file order, 8 bytes each (a large input has tens of millions):
+/// a row's offset is the previous row's end plus the gap before it, usually one byte (a
+/// comma, a newline); the offset of every [`MARK`]th row is kept for random access.
+#[derive(Debug, Default)]
+struct Rows {
+    packed: Vec<Packed>,
+    marks: Vec<u64>,
+    /// Offsets of rows whose gap does not fit a byte.
+    far: HashMap<usize, u64>,
+    /// The end of the last row.
+    end: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Packed {
+    len: u32,
+    /// `FAR`: the offset is in [`Rows::far`].
+    gap: u8,
+    cell: u8,
+    skip: bool,
+}
+
+const MARK: usize = 1024;
+const FAR: u8 = u8::MAX;
+
+impl Rows {
+    fn len(&self) -> usize {
+        self.packed.len()
+    }
+
+    fn push(&mut self, offset: u64, len: u32) {
+        let index = self.packed.len();
+        let gap = match offset.checked_sub(self.end) {
+            Some(gap) if gap < u64::from(FAR) => gap as u8,
+            _ => {
+                self.far.insert(index, offset);
+                FAR
+            }
+        };
+        if index % MARK == 0 {
+            self.marks.push(offset);
+        }
+        self.packed.push(Packed {
+            len,
+            gap,
+            cell: 0,
+            skip: false,
+        });
+        self.end = offset + u64::from(len);
+    }
+
+    fn offset_after(&self, index: usize, previous_end: u64) -> u64 {
+        match self.packed[index].gap {
+            FAR => self.far.get(&index).copied().unwrap_or(previous_end),
+            gap => previous_end + u64::from(gap),
+        }
+    }
+
+    /// The rows of `range` with their offsets, in order.
+    fn iter(&self, range: Range<usize>) -> impl Iterator<Item = (usize, RowRef)> + '_ {
+        let first = range.start;
+        let mut end = 0u64;
+        range.map(move |index| {
+            let offset = if index == first {
+                self.offset_of(index)
+            } else {
+                self.offset_after(index, end)
+            };
+            let packed = self.packed[index];
+            end = offset + u64::from(packed.len);
+            let cell = if packed.skip {
+                SKIP
+            } else {
+                u16::from(packed.cell)
+            };
+            (
+                index,
+                RowRef {
+                    offset,
+                    len: packed.len,
+                    cell,
+                },
+            )
+        })
+    }
+
+    /// The offset of row `index` (< len), walking from the nearest mark.
+    fn offset_of(&self, index: usize) -> u64 {
+        let first = index / MARK * MARK;
+        let mut offset = self.marks.get(index / MARK).copied().unwrap_or(self.end);
+        for i in first + 1..=index {
+            offset = self.offset_after(i, offset + u64::from(self.packed[i - 1].len));
+        }
+        offset
+    }
+
+    fn get(&self, index: usize) -> Option<RowRef> {
+        if index >= self.packed.len() {
+            return None;
+        }
+        self.iter(index..index + 1).next().map(|(_, row)| row)
+    }
+
+    fn set_cell(&mut self, index: usize, cell: u16) {
+        if let Some(packed) = self.packed.get_mut(index) {
+            packed.skip = cell == SKIP;
+            packed.cell = cell as u8;
+        }
+    }
+}
+
 /// Not mapped in pass 2: rejected while typed in pass 1, or not a legacy row.
 const SKIP: u16 = u16::MAX;
 const CELLS: usize = 256;
@@ -150,8 +264,8 @@ struct Source {
     name: String,
     kind: Kind,
     path: PathBuf,
-    rows: Vec<RowRef>,
-    /// Bytes of the rows of each cell (legacy namespaces, after pass 1).
+    rows: Rows,
+    /// Estimated output bytes of the rows of each cell (legacy namespaces, after pass 1).
     cells: Box<[u64; CELLS]>,
 }
 
@@ -161,7 +275,7 @@ impl Source {
             kind: Kind::of(&name),
             name,
             path,
-            rows: Vec::new(),
+            rows: Rows::default(),
             cells: Box::new([0; CELLS]),
         }
     }
@@ -170,13 +284,13 @@ impl Source {
         let len = u32::try_from(len).map_err(|_| InputError::Malformed {
             path: self.path.clone(),
             offset,
-            message: format!("{} row {}: larger than 4 GiB", self.name, self.rows.len() + 1),
+            message: format!(
+                "{} row {}: larger than 4 GiB",
+                self.name,
+                self.rows.len() + 1
+            ),
         })?;
-        self.rows.push(RowRef {
-            offset,
-            len,
-            cell: 0,
-        });
+        self.rows.push(offset, len);
         Ok(())
     }
 }
@@ -188,8 +302,11 @@ struct Scanner<'a> {
     block: Block,
     seq: u64,
     pool: &'a Pool,
-    send: &'a mut dyn FnMut(Block, &[Source]) -> Result<(), RunError>,
+    send: &'a mut SendBlock<'a>,
 }
+
+/// Hands a block of rows (and the sources known so far) to pass 1's workers.
+type SendBlock<'a> = dyn FnMut(Block, &[Source]) -> Result<(), RunError> + 'a;
 
 /// Consecutive rows of the input, with their text, for pass 1.
 #[derive(Default)]
@@ -269,13 +386,14 @@ impl Scanner<'_> {
         let mut current = None;
         loop {
             let start = self.block.bytes.len();
-            let event = reader
-                .next_row_into(&mut self.block.bytes)
-                .map_err(|(offset, message)| InputError::Malformed {
-                    path: path.to_path_buf(),
-                    offset,
-                    message,
-                })?;
+            let event =
+                reader
+                    .next_row_into(&mut self.block.bytes)
+                    .map_err(|(offset, message)| InputError::Malformed {
+                        path: path.to_path_buf(),
+                        offset,
+                        message,
+                    })?;
             match event {
                 None => break,
                 Some(DatasetEvent::Namespace(name)) => current = Some(self.source(&name, path)),
@@ -335,36 +453,31 @@ const WINDOW: u64 = 4 << 20;
 /// ...unless the next wanted row starts this far after the previous one.
 const GAP: u64 = 256 << 10;
 
-/// Calls `f(index, text)` for each row of `rows` that `want` selects, in file order.
+/// Calls `f(index, row, text)` for each row of `range` that `want` selects, in file order,
+/// reading consecutive rows in one window.
 fn for_each_row(
     file: &File,
     path: &Path,
-    rows: &[RowRef],
+    rows: &Rows,
+    range: Range<usize>,
     want: impl Fn(&RowRef) -> bool,
-    mut f: impl FnMut(usize, &[u8]) -> Result<(), RunError>,
+    mut f: impl FnMut(usize, &RowRef, &[u8]) -> Result<(), RunError>,
 ) -> Result<(), RunError> {
     let mut buf: Vec<u8> = Vec::new();
-    let mut i = 0;
-    while i < rows.len() {
-        if !want(&rows[i]) {
-            i += 1;
-            continue;
-        }
-        let start = rows[i].offset;
-        let mut end = start + u64::from(rows[i].len);
-        let mut j = i + 1;
-        while j < rows.len() {
-            let row = &rows[j];
-            if !want(row) {
-                j += 1;
-                continue;
-            }
+    let mut window: Vec<(usize, RowRef)> = Vec::new();
+    let mut selected = rows.iter(range).filter(|(_, row)| want(row)).peekable();
+    while let Some(first) = selected.next() {
+        window.clear();
+        window.push(first);
+        let start = first.1.offset;
+        let mut end = start + u64::from(first.1.len);
+        while let Some((_, row)) = selected.peek() {
             let row_end = row.offset + u64::from(row.len);
             if row.offset < end || row_end - start > WINDOW || row.offset - end > GAP {
                 break;
             }
             end = row_end;
-            j += 1;
+            window.extend(selected.next());
         }
         let size = usize::try_from(end - start).map_err(|_| InputError::Malformed {
             path: path.to_path_buf(),
@@ -373,13 +486,10 @@ fn for_each_row(
         })?;
         buf.resize(size, 0);
         read_at(file, &mut buf, start).map_err(|e| InputError::io(path, e))?;
-        for (k, row) in rows.iter().enumerate().take(j).skip(i) {
-            if want(row) && row.offset + u64::from(row.len) <= end {
-                let at = (row.offset - start) as usize;
-                f(k, &buf[at..at + row.len as usize])?;
-            }
+        for (index, row) in &window {
+            let at = (row.offset - start) as usize;
+            f(*index, row, &buf[at..at + row.len as usize])?;
         }
-        i = j;
     }
     Ok(())
 }
@@ -398,8 +508,8 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
 }
 
 /// Splits `rows` into at most `parts` contiguous ranges of about equal bytes.
-fn split_by_bytes(rows: &[RowRef], parts: usize) -> Vec<Range<usize>> {
-    let total: u64 = rows.iter().map(|r| u64::from(r.len)).sum();
+fn split_by_bytes(rows: &Rows, parts: usize) -> Vec<Range<usize>> {
+    let total: u64 = rows.packed.iter().map(|r| u64::from(r.len)).sum();
     let parts = if rows.len() < 2048 || total < (4 << 20) {
         1
     } else {
@@ -408,7 +518,7 @@ fn split_by_bytes(rows: &[RowRef], parts: usize) -> Vec<Range<usize>> {
     let mut ranges = Vec::with_capacity(parts);
     let mut start = 0;
     let mut acc = 0u64;
-    for (i, row) in rows.iter().enumerate() {
+    for (i, row) in rows.packed.iter().enumerate() {
         acc += u64::from(row.len);
         if ranges.len() + 1 < parts && acc * parts as u64 >= total * (ranges.len() as u64 + 1) {
             ranges.push(start..i + 1);
@@ -428,7 +538,7 @@ fn workers() -> usize {
 
 /// Runs `work` on each range of `rows` in parallel; results in range order.
 fn parallel<T: Send>(
-    rows: &[RowRef],
+    rows: &Rows,
     work: impl Fn(Range<usize>) -> Result<T, RunError> + Sync,
 ) -> Result<Vec<T>, RunError> {
     let ranges = split_by_bytes(rows, workers());
@@ -445,18 +555,30 @@ fn parallel<T: Send>(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     });
     // The first error in input order is the one reported.
     results.into_iter().collect()
 }
 
-fn malformed(path: &Path, offset: u64, ns: impl std::fmt::Display, ordinal: u64, error: &serde_json::Error) -> RunError {
+fn malformed(
+    path: &Path,
+    offset: u64,
+    ns: impl std::fmt::Display,
+    ordinal: u64,
+    error: &serde_json::Error,
+) -> RunError {
     InputError::Malformed {
         path: path.to_path_buf(),
         offset,
-        message: format!("{ns} row {ordinal}: invalid JSON: {}", strip_position(error)),
+        message: format!(
+            "{ns} row {ordinal}: invalid JSON: {}",
+            strip_position(error)
+        ),
     }
     .into()
 }
@@ -472,15 +594,53 @@ fn strip_position(error: &serde_json::Error) -> String {
 // ---------------------------------------------------------------------------------------------
 // Pass 1: the join
 
-/// A part that will be migrated if its step is: the key de-duplication needs these.
-#[derive(Debug, Clone, Copy)]
-struct PartFact {
-    step: Uuid,
-    idx: i64,
-    /// updatedAt in ms (`i64::MIN` when absent or invalid).
-    updated: i64,
-    id: Uuid,
-    ordinal: u64,
+/// The reject report being built: entries in the report's order (spilled to disk beyond the
+/// budget, never all in memory) and counted per rule.
+struct Reports {
+    sorter: Sorter,
+    by_rule: BTreeMap<String, u64>,
+    work: PathBuf,
+}
+
+impl Reports {
+    fn new(work: &Path, budget: usize) -> Reports {
+        Reports {
+            sorter: Sorter::new(work, "rejects", budget),
+            by_rule: BTreeMap::new(),
+            work: work.to_path_buf(),
+        }
+    }
+
+    fn push(&mut self, reject: &Reject) -> Result<(), RunError> {
+        *self
+            .by_rule
+            .entry(reject.rule.as_str().to_string())
+            .or_default() += 1;
+        let mut key = Vec::with_capacity(reject.namespace.len() + reject.id.len() + 32);
+        key.extend_from_slice(reject.namespace.as_bytes());
+        key.push(0);
+        key.extend_from_slice(reject.id.as_bytes());
+        key.push(0);
+        key.extend_from_slice(reject.rule.as_str().as_bytes());
+        key.push(0);
+        key.extend_from_slice(reject.detail.as_bytes());
+        let mut line = Vec::with_capacity(128);
+        write_json(&mut line, reject);
+        self.sorter.push(&key, &line).map_err(out_err(&self.work))
+    }
+}
+
+/// What a row adds to its own length once mapped: its links (a link line is about 150 bytes)
+/// and its sort record; contexts also make a thread row. Pass 2 sizes its cell ranges on it.
+fn extra_output(kind: Kind) -> u32 {
+    let links = match kind {
+        Kind::Legacy(LegacyNamespace::ContextContexts) => 3,
+        Kind::Legacy(LegacyNamespace::StoryExecutions) => 4,
+        Kind::Legacy(LegacyNamespace::ContextEvents) => 3,
+        Kind::Legacy(_) => 1,
+        _ => 0,
+    };
+    links * 150 + 48
 }
 
 /// What pass 1 found in one block.
@@ -491,10 +651,12 @@ struct Light {
     /// (source, reject) of rows not migrated, and how many rows per source that is.
     rejects: Vec<(u32, Reject)>,
     dropped: Vec<(u32, u64)>,
-    /// (source, length) and cell of each row of the block.
+    /// (source, estimated output bytes) and cell of each row of the block.
     rows: Vec<(u32, u32)>,
     cells: Vec<u16>,
-    part_facts: Vec<PartFact>,
+    /// (hash of the key, ordinal) of each part that has a step and an idx.
+    /// The key hash of each part row in order (0: no key, not migrated).
+    part_keys: Vec<u64>,
     /// Existing target rows: (kind, key, id), in input order.
     existing: Vec<(Kind, String, Uuid)>,
     /// The first malformed row: (file offset, error).
@@ -518,7 +680,17 @@ struct SideRow {
 fn light_block(block: &Block, sources: &[(String, Kind, PathBuf)]) -> Light {
     let mut light = Light {
         seq: block.seq,
-        rows: block.rows.iter().map(|r| (r.source, r.len)).collect(),
+        rows: block
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r.source,
+                    r.len
+                        .saturating_add(extra_output(sources[r.source as usize].1)),
+                )
+            })
+            .collect(),
         cells: vec![SKIP; block.rows.len()],
         ..Light::default()
     };
@@ -535,8 +707,13 @@ fn light_block(block: &Block, sources: &[(String, Kind, PathBuf)]) -> Light {
         };
         match *kind {
             Kind::Legacy(ns) => match type_row_light(ns, text, ordinal) {
-                Ok(typed) => light.cells[k] = light.add(typed, ordinal),
-                Err(RowError::Reject(reject)) => not_migrated(&mut light, reject),
+                Ok(typed) => light.cells[k] = light.add(typed),
+                Err(RowError::Reject(reject)) => {
+                    if ns == LegacyNamespace::StoryParts {
+                        light.part_keys.push(0);
+                    }
+                    not_migrated(&mut light, reject)
+                }
                 Err(RowError::Syntax { offset, error }) => {
                     let at = row.offset + offset as u64;
                     light.error = Some((at, malformed(path, at, ns, ordinal, &error)));
@@ -586,7 +763,7 @@ fn light_block(block: &Block, sources: &[(String, Kind, PathBuf)]) -> Light {
 
 impl Light {
     /// Feeds the join; returns the row's cell.
-    fn add(&mut self, row: LegacyRow, ordinal: u64) -> u16 {
+    fn add(&mut self, row: LegacyRow) -> u16 {
         let cell = |id: &Uuid| u16::from(id.as_bytes()[0]);
         match row {
             LegacyRow::Context(row) => {
@@ -607,21 +784,14 @@ impl Light {
             }
             LegacyRow::Part(row) => match part_slot(&row) {
                 Some(slot) => {
-                    self.part_facts.push(PartFact {
-                        step: slot.step,
-                        idx: slot.idx,
-                        updated: row
-                            .updated_at
-                            .as_ref()
-                            .and_then(LegacyDate::millis)
-                            .unwrap_or(i64::MIN),
-                        id: slot.id,
-                        ordinal,
-                    });
+                    self.part_keys.push(key_hash(&slot.step, slot.idx));
                     cell(&slot.id)
                 }
                 // Not migrated, but mapped all the same for its report.
-                None => 0,
+                None => {
+                    self.part_keys.push(0);
+                    0
+                }
             },
         }
     }
@@ -632,14 +802,18 @@ impl Light {
 struct Scanned {
     sources: Vec<Source>,
     join: JoinBuilder,
-    rejects: Vec<(u32, Reject)>,
+    reports: Option<Reports>,
+    /// Writing a spilled report run failed.
+    report_error: Option<RunError>,
     dropped: Vec<(u32, u64)>,
-    part_facts: Vec<PartFact>,
+    /// (hash of the key, ordinal) of each part that has a step and an idx.
+    /// The key hash of each part row in order (0: no key, not migrated).
+    part_keys: Vec<u64>,
     existing_threads: Vec<(String, Uuid)>,
     existing_contexts: Vec<(String, Uuid)>,
     /// Per source: the cell of each row, and the bytes of each cell.
     cells: Vec<Vec<u16>>,
-    bytes: Vec<Box<[u64; CELLS]>>,
+    bytes: Vec<[u64; CELLS]>,
     /// The next block to merge, blocks typed but waiting for an earlier one.
     next: u64,
     pending: BTreeMap<u64, Light>,
@@ -664,9 +838,15 @@ impl Scanned {
                 self.note_error(at, error);
             }
             self.join.merge(light.join);
-            self.rejects.extend(light.rejects);
+            if let Some(reports) = self.reports.as_mut() {
+                for (_, reject) in &light.rejects {
+                    if let Err(error) = reports.push(reject) {
+                        self.report_error.get_or_insert(error);
+                    }
+                }
+            }
             self.dropped.extend(light.dropped);
-            self.part_facts.extend(light.part_facts);
+            self.part_keys.extend(light.part_keys);
             for (kind, key, id) in light.existing {
                 match kind {
                     Kind::ExistingThreads => self.existing_threads.push((key, id)),
@@ -677,7 +857,7 @@ impl Scanned {
                 let source = source as usize;
                 if self.cells.len() <= source {
                     self.cells.resize_with(source + 1, Vec::new);
-                    self.bytes.resize_with(source + 1, || Box::new([0; CELLS]));
+                    self.bytes.resize_with(source + 1, || [0; CELLS]);
                 }
                 self.cells[source].push(cell);
                 if cell != SKIP {
@@ -715,7 +895,7 @@ impl Pool {
 
 /// Reads the input once: the scanning thread delimits rows and sends blocks of them to
 /// workers, which type them for the join; results are merged in input order as they come.
-fn scan(input: &Input) -> Result<Scanned, RunError> {
+fn scan(input: &Input, reports: Reports) -> Result<Scanned, RunError> {
     type Job = (Block, Arc<Vec<(String, Kind, PathBuf)>>);
     let threads = workers();
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads);
@@ -744,6 +924,7 @@ fn scan(input: &Input) -> Result<Scanned, RunError> {
 
         let mut scanned = Scanned {
             next: 1,
+            reports: Some(reports),
             ..Scanned::default()
         };
         let mut names: Arc<Vec<(String, Kind, PathBuf)>> = Arc::new(Vec::new());
@@ -801,13 +982,17 @@ fn scan(input: &Input) -> Result<Scanned, RunError> {
         if let Some((_, error)) = scanned.error.take() {
             return Err(error);
         }
+        if let Some(error) = scanned.report_error.take() {
+            return Err(error);
+        }
         scanned.sources = sources;
         for (index, source) in scanned.sources.iter_mut().enumerate() {
-            if let (Some(cells), Some(bytes)) = (scanned.cells.get(index), scanned.bytes.get(index)) {
-                for (row, cell) in source.rows.iter_mut().zip(cells) {
-                    row.cell = *cell;
+            if let (Some(cells), Some(bytes)) = (scanned.cells.get(index), scanned.bytes.get(index))
+            {
+                for (row, cell) in cells.iter().enumerate() {
+                    source.rows.set_cell(row, *cell);
                 }
-                source.cells = bytes.clone();
+                *source.cells = *bytes;
             }
         }
         scanned.cells = Vec::new();
@@ -815,11 +1000,107 @@ fn scan(input: &Input) -> Result<Scanned, RunError> {
     })
 }
 
+/// A 64-bit hash of a part key `<step>:<idx>`: equal keys hash equal, so only parts whose
+/// hashes collide can share a key; those few are read again and compared exactly.
+fn key_hash(step: &Uuid, idx: i64) -> u64 {
+    let mut hasher = crate::transform::IdHasher::default();
+    std::hash::Hasher::write(&mut hasher, step.as_bytes());
+    std::hash::Hasher::write(&mut hasher, &idx.to_le_bytes());
+    // Never 0, which marks a part without a key.
+    std::hash::Hasher::finish(&hasher).max(1)
+}
+
+/// The ordinals of the parts whose key hash is not unique (the only ones that may share a
+/// key), from the key hash of every part row in order. Sorted in place as one word per part:
+/// the high bits of the hash and the row index (two parts differing only in the dropped bits
+/// are a false candidate, checked exactly afterwards).
+fn key_candidates(mut keys: Vec<u64>) -> Vec<u64> {
+    let bits = u64::BITS - (keys.len() as u64).leading_zeros();
+    let low = if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
+    let mut kept = 0;
+    for index in 0..keys.len() {
+        if keys[index] != 0 {
+            keys[kept] = (keys[index] & !low) | index as u64;
+            kept += 1;
+        }
+    }
+    keys.truncate(kept);
+    keys.sort_unstable();
+    let mut candidates: Vec<u64> = keys
+        .chunk_by(|a, b| a & !low == b & !low)
+        .filter(|group| group.len() > 1)
+        .flat_map(|group| group.iter().map(|key| (key & low) + 1))
+        .collect();
+    candidates.sort_unstable();
+    candidates
+}
+
 /// Parts whose key another part wins (newest updatedAt, then smallest id): ordinal -> (the
 /// winner's id, the key). Parts tied with the winner on both share its id; which of those is
-/// kept is decided on their text, where they meet in pass 2.
-fn part_losers(mut facts: Vec<PartFact>, join: &Join) -> HashMap<u64, (Uuid, String)> {
-    facts.retain(|fact| join.is_step_migrated(&fact.step));
+/// kept is decided on their text, where they meet in pass 2. Only parts whose key hash is
+/// not unique are read again (from the input) for their exact key.
+fn part_losers(
+    candidates: Vec<u64>,
+    parts: Option<&Source>,
+    join: &Join,
+) -> Result<HashMap<u64, (Uuid, String)>, RunError> {
+    let mut losers = HashMap::new();
+    let Some(parts) = parts else {
+        return Ok(losers);
+    };
+    if candidates.is_empty() {
+        return Ok(losers);
+    }
+    /// A part that will be migrated if its step is.
+    struct Fact {
+        step: Uuid,
+        idx: i64,
+        /// updatedAt in ms (`i64::MIN` when absent or invalid).
+        updated: i64,
+        id: Uuid,
+        ordinal: u64,
+    }
+    let file = File::open(&parts.path).map_err(|e| InputError::io(&parts.path, e))?;
+    let mut facts = Vec::with_capacity(candidates.len());
+    let mut buf = Vec::new();
+    for ordinal in candidates {
+        let Some(row) = parts.rows.get(ordinal as usize - 1) else {
+            continue;
+        };
+        buf.resize(row.len as usize, 0);
+        read_at(&file, &mut buf, row.offset).map_err(|e| InputError::io(&parts.path, e))?;
+        let ns = LegacyNamespace::StoryParts;
+        let part = match type_row_light(ns, &buf, ordinal) {
+            Ok(LegacyRow::Part(part)) => part,
+            Err(RowError::Syntax { offset, error }) => {
+                return Err(malformed(
+                    &parts.path,
+                    row.offset + offset as u64,
+                    ns,
+                    ordinal,
+                    &error,
+                ));
+            }
+            _ => continue,
+        };
+        if let Some(slot) = part_slot(&part).filter(|slot| join.is_step_migrated(&slot.step)) {
+            facts.push(Fact {
+                step: slot.step,
+                idx: slot.idx,
+                updated: part
+                    .updated_at
+                    .as_ref()
+                    .and_then(LegacyDate::millis)
+                    .unwrap_or(i64::MIN),
+                id: slot.id,
+                ordinal,
+            });
+        }
+    }
     facts.sort_unstable_by(|a, b| {
         (a.step, a.idx)
             .cmp(&(b.step, b.idx))
@@ -827,9 +1108,8 @@ fn part_losers(mut facts: Vec<PartFact>, join: &Join) -> HashMap<u64, (Uuid, Str
             .then(a.id.cmp(&b.id))
             .then(a.ordinal.cmp(&b.ordinal))
     });
-    let mut losers = HashMap::new();
     for group in facts.chunk_by(|a, b| (a.step, a.idx) == (b.step, b.idx)) {
-        let winner = group[0];
+        let winner = &group[0];
         for fact in &group[1..] {
             if (fact.updated, fact.id) != (winner.updated, winner.id) {
                 losers.insert(
@@ -839,7 +1119,7 @@ fn part_losers(mut facts: Vec<PartFact>, join: &Join) -> HashMap<u64, (Uuid, Str
             }
         }
     }
-    losers
+    Ok(losers)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -906,7 +1186,9 @@ impl Mapped {
                 namespace: ns.to_string(),
                 id,
                 rule: Rule::PartKeyDuplicate,
-                detail: format!("key {key} is also part {winner}'s (newer or smaller id): not migrated"),
+                detail: format!(
+                    "key {key} is also part {winner}'s (newer or smaller id): not migrated"
+                ),
             });
             self.dropped += 1;
             return;
@@ -957,7 +1239,11 @@ fn write_link(out: &mut Vec<u8>, link: &LinkIntent) {
     out.extend_from_slice(b"\",\"from_id\":\"");
     out.extend_from_slice(link.from_id.hyphenated().encode_lower(&mut id).as_bytes());
     out.extend_from_slice(b"\",\"label\":");
-    if link.label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if link
+        .label
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         out.push(b'"');
         out.extend_from_slice(link.label.as_bytes());
         out.push(b'"');
@@ -980,54 +1266,81 @@ fn write_row(out: &mut Vec<u8>, row: &TargetRow) {
     }
 }
 
-fn map_slice(
-    source: &Source,
+/// What pass 2 maps a namespace with.
+struct Mapping<'a> {
     ns: LegacyNamespace,
-    file: &File,
+    source: &'a Source,
+    file: &'a File,
+    join: &'a Join,
+    losers: &'a HashMap<u64, (Uuid, String)>,
+    pool: &'a Pool,
+}
+
+/// Maps the rows of `range` whose cell is in `cells`, sorted by (id, text).
+fn map_slice(
+    mapping: &Mapping,
     range: Range<usize>,
     cells: (u16, u16),
-    join: &Join,
-    losers: &HashMap<u64, (Uuid, String)>,
-    pool: &Pool,
 ) -> Result<Mapped, RunError> {
-    let rows = &source.rows[range.clone()];
-    let first = range.start as u64;
+    let Mapping {
+        ns,
+        source,
+        file,
+        join,
+        losers,
+        pool,
+    } = *mapping;
     let want = |row: &RowRef| row.cell != SKIP && row.cell >= cells.0 && row.cell <= cells.1;
     // Output rows are about as long as input rows, plus their links: reserved once (only
     // the pages written count), rather than grown and copied.
-    let (selected, bytes) = rows
+    let (selected, bytes) = source.rows.packed[range.clone()]
         .iter()
-        .filter(|row| want(row))
-        .fold((0usize, 0usize), |(n, b), row| (n + 1, b + row.len as usize));
+        .filter(|row| !row.skip && u16::from(row.cell) >= cells.0 && u16::from(row.cell) <= cells.1)
+        .fold((0usize, 0usize), |(n, b), row| {
+            (n + 1, b + row.len as usize)
+        });
     let mut out = Mapped {
         arena: pool.take(bytes + bytes / 4 + selected * 600),
         recs: Vec::with_capacity(selected),
         ..Mapped::default()
     };
-    for_each_row(file, &source.path, rows, want, |k, text| {
-        let ordinal = first + k as u64 + 1;
-        let row = match type_row(ns, text, ordinal) {
-            Ok(row) => row,
-            // Pass 1 typed the same text the same way: these do not happen.
-            Err(RowError::Reject(reject)) => {
-                out.rejects.push(reject);
-                out.dropped += 1;
-                return Ok(());
-            }
-            Err(RowError::Syntax { offset, error }) => {
-                return Err(malformed(&source.path, rows[k].offset + offset as u64, ns, ordinal, &error));
-            }
-        };
-        let emitted = match row {
-            LegacyRow::Context(row) => join.context(row),
-            LegacyRow::Execution(row) => join.execution(row),
-            LegacyRow::Step(row) => join.step(row),
-            LegacyRow::Event(row) => join.event(row),
-            LegacyRow::Part(row) => join.part(row, ordinal),
-        };
-        out.take(ns, emitted, ordinal, losers);
-        Ok(())
-    })?;
+    for_each_row(
+        file,
+        &source.path,
+        &source.rows,
+        range,
+        want,
+        |index, at, text| {
+            let ordinal = index as u64 + 1;
+            let row = match type_row(ns, text, ordinal) {
+                Ok(row) => row,
+                // Pass 1 typed the same text the same way: these do not happen.
+                Err(RowError::Reject(reject)) => {
+                    out.rejects.push(reject);
+                    out.dropped += 1;
+                    return Ok(());
+                }
+                Err(RowError::Syntax { offset, error }) => {
+                    return Err(malformed(
+                        &source.path,
+                        at.offset + offset as u64,
+                        ns,
+                        ordinal,
+                        &error,
+                    ));
+                }
+            };
+            let emitted = match row {
+                LegacyRow::Context(row) => join.context(row),
+                LegacyRow::Execution(row) => join.execution(row),
+                LegacyRow::Step(row) => join.step(row),
+                LegacyRow::Event(row) => join.event(row),
+                LegacyRow::Part(row) => join.part(row, ordinal),
+            };
+            out.take(ns, emitted, ordinal, losers);
+            Ok(())
+        },
+    )?;
     out.sort();
     Ok(out)
 }
@@ -1095,7 +1408,7 @@ struct Out<'a> {
     links: AtomicFile,
     links_path: PathBuf,
     link_count: u64,
-    rejects: Sorter,
+    reports: Reports,
     threads: Sorter,
     finished: Vec<FinishedFile>,
     syncer: Syncer,
@@ -1103,28 +1416,17 @@ struct Out<'a> {
 
 impl Out<'_> {
     fn reject(&mut self, reject: &Reject) -> Result<(), RunError> {
-        *self
-            .summary
-            .rejects_by_rule
-            .entry(reject.rule.as_str().to_string())
-            .or_default() += 1;
-        let mut key = Vec::with_capacity(reject.namespace.len() + reject.id.len() + 32);
-        key.extend_from_slice(reject.namespace.as_bytes());
-        key.push(0);
-        key.extend_from_slice(reject.id.as_bytes());
-        key.push(0);
-        key.extend_from_slice(reject.rule.as_str().as_bytes());
-        key.push(0);
-        key.extend_from_slice(reject.detail.as_bytes());
-        let mut line = Vec::with_capacity(128);
-        write_json(&mut line, reject);
-        self.rejects.push(&key, &line).map_err(out_err(self.work))
+        self.reports.push(reject)
     }
 
     fn count_drops(&mut self, namespace: &str, rows: u64) {
         if rows > 0 {
             self.summary.rejected += rows;
-            *self.summary.dropped.entry(namespace.to_string()).or_default() += rows;
+            *self
+                .summary
+                .dropped
+                .entry(namespace.to_string())
+                .or_default() += rows;
         }
     }
 
@@ -1160,6 +1462,14 @@ impl Out<'_> {
             // One cell range is written while the next is mapped: two in memory at most, so
             // each gets half the budget.
             let passes = plan_passes(&source.cells, (budget / 2).max(1));
+            let mapping = Mapping {
+                ns,
+                source,
+                file: &input,
+                join,
+                losers,
+                pool,
+            };
             let (tx, rx) = mpsc::sync_channel::<Vec<Mapped>>(0);
             let (this, writer_file, writer_path) = (&mut *self, &mut file, &path);
             count = std::thread::scope(|scope| -> Result<u64, RunError> {
@@ -1173,11 +1483,9 @@ impl Out<'_> {
                     }
                     Ok(count)
                 });
-                let mut mapping = Ok(());
+                let mut failed = Ok(());
                 for cells in passes {
-                    let mapped = parallel(&source.rows, |range| {
-                        map_slice(source, ns, &input, range, cells, join, losers, pool)
-                    });
+                    let mapped = parallel(&source.rows, |range| map_slice(&mapping, range, cells));
                     match mapped {
                         // The writer stopped on an error: it says which.
                         Ok(mapped) => {
@@ -1186,7 +1494,7 @@ impl Out<'_> {
                             }
                         }
                         Err(error) => {
-                            mapping = Err(error);
+                            failed = Err(error);
                             break;
                         }
                     }
@@ -1195,7 +1503,7 @@ impl Out<'_> {
                 let written = writer
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                mapping?;
+                failed?;
                 written
             })?;
         }
@@ -1206,7 +1514,10 @@ impl Out<'_> {
         // The links written so far are complete up to this namespace: sync them now.
         let links = self.links.writer();
         links.flush().map_err(out_err(&self.links_path))?;
-        let handle = links.get_ref().try_clone().map_err(out_err(&self.links_path))?;
+        let handle = links
+            .get_ref()
+            .try_clone()
+            .map_err(out_err(&self.links_path))?;
         self.syncer.sync(&self.links_path, handle);
         Ok(())
     }
@@ -1242,7 +1553,9 @@ impl Out<'_> {
                 if let Some(rec) = part.recs.get(heads[slice]) {
                     let better = match &next {
                         None => true,
-                        Some((s, best)) => (rec.id, part.line(rec)) < (best.id, mapped[*s].line(best)),
+                        Some((s, best)) => {
+                            (rec.id, part.line(rec)) < (best.id, mapped[*s].line(best))
+                        }
                     };
                     if better {
                         next = Some((slice, *rec));
@@ -1304,10 +1617,10 @@ impl Out<'_> {
         self.summary.links = self.link_count;
         let Out {
             dir,
-            summary,
+            mut summary,
             links,
             links_path,
-            rejects,
+            reports,
             mut finished,
             syncer,
             ..
@@ -1322,7 +1635,9 @@ impl Out<'_> {
 
         let rejects_path = dir.join("rejects.ndjson");
         let mut file = AtomicFile::create(&rejects_path).map_err(out_err(&rejects_path))?;
-        rejects
+        summary.rejects_by_rule = reports.by_rule;
+        reports
+            .sorter
             .drain(|_, line| {
                 file.writer().write_all(line)?;
                 file.writer().write_all(b"\n")
@@ -1339,9 +1654,7 @@ impl Out<'_> {
             .map_err(out_err(&summary_path))?;
         finish(file, &summary_path)?;
 
-        let t0 = std::time::Instant::now(); // TIMING
         syncer.finish()?;
-        eprintln!("TIMING sync wait {:?}", t0.elapsed()); // TIMING
         for file in finished {
             let path = file.path().to_path_buf();
             file.commit().map_err(out_err(&path))?;
@@ -1400,19 +1713,19 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
     std::fs::create_dir_all(&work.0).map_err(out_err(&work.0))?;
     let budget = config.sort_budget.max(1024);
 
-    let t0 = std::time::Instant::now(); // TIMING
     // 1. Read the input once: the row index and the join.
     let Scanned {
         sources,
         join,
-        rejects: scan_rejects,
+        reports: scan_reports,
         dropped: scan_dropped,
-        part_facts,
+        part_keys,
         existing_threads,
         existing_contexts,
         ..
-    } = scan(&config.input)?;
-    eprintln!("TIMING scan {:?} cpu {}", t0.elapsed(), cpu_ms()); // TIMING
+    } = scan(&config.input, Reports::new(&work.0, budget / 8))?;
+    // Always there: `scan` hands its sorter back.
+    let scan_reports = scan_reports.unwrap_or_else(|| Reports::new(&work.0, budget / 8));
     let mut summary = Summary {
         input: BTreeMap::new(),
         output: BTreeMap::new(),
@@ -1437,9 +1750,13 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
     for (key, id) in existing_contexts {
         options.existing_contexts.entry(key).or_insert(id);
     }
+    // Only the few parts that may share a key are kept past this point.
+    let candidates = key_candidates(part_keys);
     let join = join.finish(&options);
-    let losers = part_losers(part_facts, &join);
-    eprintln!("TIMING finish {:?} cpu {}", t0.elapsed(), cpu_ms()); // TIMING
+    let parts = sources
+        .iter()
+        .find(|s| s.kind == Kind::Legacy(LegacyNamespace::StoryParts));
+    let losers = part_losers(candidates, parts, &join)?;
 
     // 3. Map, sort, write.
     let links_path = out_dir.join("links.ndjson");
@@ -1450,7 +1767,7 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
         links: AtomicFile::create(&links_path).map_err(out_err(&links_path))?,
         links_path,
         link_count: 0,
-        rejects: Sorter::new(&work.0, "rejects", budget / 8),
+        reports: scan_reports,
         threads: Sorter::new(&work.0, "thread_threads", budget / 4),
         finished: Vec::new(),
         syncer: Syncer::new(),
@@ -1459,9 +1776,6 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
     let pool = Pool::default();
     for (source, rows) in scan_dropped {
         out.count_drops(&sources[source as usize].name, rows);
-    }
-    for (_, reject) in &scan_rejects {
-        out.reject(reject)?;
     }
     // The order of `links.ndjson`: by source namespace, then source id.
     for ns in [
@@ -1473,7 +1787,6 @@ pub fn run(config: &Config) -> Result<Summary, RunError> {
     ] {
         let source = sources.iter().find(|s| s.kind == Kind::Legacy(ns));
         out.namespace(ns, source, &join, &losers, budget as u64, &pool)?;
-        eprintln!("TIMING {ns} {:?} cpu {}", t0.elapsed(), cpu_ms()); // TIMING
     }
     drop(sources);
     out.finish()
@@ -1503,11 +1816,103 @@ fn summary_document(summary: &Summary) -> serde_json::Value {
     })
 }
 
-fn cpu_ms() -> u64 { // TIMING
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default(); // TIMING
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect(); // TIMING
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default(); // TIMING
-    let rss = status.lines().filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM")).collect::<Vec<_>>().join(" "); // TIMING
-    eprint!("[{rss}] "); // TIMING
-    (fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)) * 10 // TIMING
-} // TIMING
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_written_exactly_as_serde_json_writes_them() {
+        let labels = [
+            "thread",
+            "currentExecution",
+            "whatsappMessages",
+            "odd \"label\"\n",
+        ];
+        for (i, label) in labels.iter().enumerate() {
+            let link = LinkIntent {
+                from_ns: TargetNamespace::ALL[i],
+                from_id: Uuid::from_u128(0xABCD_0000_0000_4000_8000_0000_0000_0001 + i as u128),
+                label: label.to_string(),
+                to_id: Uuid::from_u128(u128::MAX - i as u128),
+            };
+            let mut ours = Vec::new();
+            write_link(&mut ours, &link);
+            let mut theirs = serde_json::to_vec(&link).unwrap();
+            theirs.push(b'\n');
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(theirs).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn passes_cover_every_cell_once_within_the_budget() {
+        let mut bytes = [10u64; CELLS];
+        bytes[3] = 500;
+        let passes = plan_passes(&bytes, 100);
+        assert_eq!(passes.first().map(|p| p.0), Some(0));
+        assert_eq!(passes.last().map(|p| p.1), Some(255));
+        for pair in passes.windows(2) {
+            assert_eq!(pair[0].1 + 1, pair[1].0);
+        }
+        for (low, high) in &passes {
+            let size: u64 = bytes[*low as usize..=*high as usize].iter().sum();
+            // A cell alone may exceed the budget; several never do.
+            assert!(size <= 100 || low == high, "{low}..{high}: {size}");
+        }
+    }
+
+    #[test]
+    fn slices_split_rows_by_bytes_in_order() {
+        let mut rows = Rows::default();
+        for i in 0..10_000u64 {
+            rows.push(i * 2000, if i < 5000 { 100 } else { 1500 });
+        }
+        let ranges = split_by_bytes(&rows, 2);
+        assert_eq!(ranges.len(), 2);
+        assert_eq!(ranges[0].start, 0);
+        assert_eq!(ranges[0].end, ranges[1].start);
+        assert_eq!(ranges[1].end, rows.len());
+        // Half of the 8 MB: the 5000 short rows (0.5 MB) and 2334 long ones (3.5 MB).
+        assert_eq!(ranges[0].end, 7334, "{ranges:?}");
+    }
+
+    #[test]
+    fn row_offsets_come_back_from_lengths_and_gaps_near_and_far() {
+        let mut rows = Rows::default();
+        let mut expected = Vec::new();
+        let mut offset = 17u64;
+        for i in 0..5000u64 {
+            let len = 10 + (i * 7919 % 300) as u32;
+            rows.push(offset, len);
+            expected.push((offset, len));
+            // Gaps of one byte, of a few, and now and then far beyond a byte.
+            offset += u64::from(len) + if i % 997 == 0 { 70_000 } else { 1 + i % 3 };
+        }
+        let all: Vec<(u64, u32)> = rows
+            .iter(0..rows.len())
+            .map(|(_, r)| (r.offset, r.len))
+            .collect();
+        assert_eq!(all, expected);
+        for start in [0, 1, 1023, 1024, 1025, 2048, 4999] {
+            let first = rows.iter(start..rows.len()).next().unwrap().1;
+            assert_eq!((first.offset, first.len), expected[start], "from {start}");
+            assert_eq!(rows.get(start).map(|r| r.offset), Some(expected[start].0));
+        }
+        assert!(rows.get(5000).is_none());
+        rows.set_cell(3, 200);
+        rows.set_cell(4, SKIP);
+        let cells: Vec<u16> = rows.iter(2..5).map(|(_, r)| r.cell).collect();
+        assert_eq!(cells, vec![0, 200, SKIP]);
+        assert_eq!(std::mem::size_of::<Packed>(), 8);
+    }
+
+    #[test]
+    fn key_candidates_are_the_parts_whose_key_repeats() {
+        // Ordinal = index + 1; 0 = no key.
+        let keys = vec![5 << 40, 0, 9 << 40, 5 << 40, 7 << 40, 0, 9 << 40];
+        assert_eq!(key_candidates(keys), vec![1, 3, 4, 7]);
+        assert_eq!(key_candidates(vec![1 << 40, 2 << 40, 0]), Vec::<u64>::new());
+    }
+}

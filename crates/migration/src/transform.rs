@@ -2,11 +2,12 @@
 //! out. No clock (`now` is [`Options::now_ms`]), no file, no network.
 //!
 //! It works in two passes so that memory follows the join, not the data: pass 1 feeds the
-//! [`JoinBuilder`] with contexts, executions, steps and then events (only what a join needs is
-//! kept: ids, links, dates, statuses); [`JoinBuilder::finish`] decides everything that depends
-//! on several rows (which rows migrate, derived dates, statuses, current executions, thread ids
-//! and keys); pass 2 maps each row on its own with the [`Join`]. Events and parts, the bulk,
-//! are never held.
+//! [`JoinBuilder`] with rows of any namespace in any order (it keeps a fixed-size record of
+//! what a join needs per execution, step and event, and a little more per context);
+//! [`JoinBuilder::finish`] decides everything that depends on several rows (which rows
+//! migrate, derived dates, statuses, current executions, thread ids and keys) into compact
+//! tables ([`IdTable`]); pass 2 maps each row on its own with the [`Join`]. No row's content
+//! is ever held.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -32,7 +33,10 @@ impl Hasher for IdHasher {
             let (a, b) = chunk.split_at(8);
             let a = u64::from_le_bytes(a.try_into().unwrap_or_default());
             let b = u64::from_le_bytes(b.try_into().unwrap_or_default());
-            self.0 = fold(self.0 ^ a ^ 0x243f_6a88_85a3_08d3, b ^ 0x1319_8a2e_0370_7344);
+            self.0 = fold(
+                self.0 ^ a ^ 0x243f_6a88_85a3_08d3,
+                b ^ 0x1319_8a2e_0370_7344,
+            );
         }
         for byte in chunks.remainder() {
             self.0 = fold(self.0 ^ u64::from(*byte), 0xa409_3822_299f_31d0);
@@ -276,6 +280,126 @@ fn optional_date(
 // ---------------------------------------------------------------------------------------------
 // Pass 1
 
+/// Rows sorted by id, with an index of where each id prefix starts: a lookup is one index
+/// read and a binary search over a handful of rows, and a row costs nothing beyond itself
+/// (hash tables of millions of rows cost up to twice their content). Ids are random UUIDs in
+/// practice; any ids work, uneven ones only make the searched ranges longer.
+#[derive(Debug)]
+pub struct IdTable<T> {
+    rows: Vec<(Uuid, T)>,
+    shift: u32,
+    starts: Vec<u32>,
+}
+
+fn prefix(id: &Uuid) -> u64 {
+    let bytes = id.as_bytes();
+    u64::from_be_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+    ])
+}
+
+impl<T> IdTable<T> {
+    /// From rows in input order: for a repeated id the first row stays.
+    pub fn new(mut rows: Vec<(Uuid, T)>) -> IdTable<T> {
+        // A stable sort keeps the input order among equal ids.
+        rows.sort_by_key(|row| row.0);
+        rows.dedup_by(|later, earlier| later.0 == earlier.0);
+        rows.shrink_to_fit();
+        let bits = (usize::BITS - rows.len().leading_zeros()).clamp(4, 24);
+        let shift = 64 - bits;
+        let mut starts = Vec::with_capacity((1 << bits) + 1);
+        let mut row = 0;
+        for bucket in 0..(1u64 << bits) {
+            while row < rows.len() && prefix(&rows[row].0) >> shift < bucket {
+                row += 1;
+            }
+            starts.push(row as u32);
+        }
+        starts.push(rows.len() as u32);
+        IdTable {
+            rows,
+            shift,
+            starts,
+        }
+    }
+
+    pub fn get(&self, id: &Uuid) -> Option<&T> {
+        let bucket = (prefix(id) >> self.shift) as usize;
+        let range = self.starts[bucket] as usize..self.starts[bucket + 1] as usize;
+        let rows = &self.rows[range];
+        rows.binary_search_by(|(key, _)| key.cmp(id))
+            .ok()
+            .map(|i| &rows[i].1)
+    }
+
+    pub fn contains(&self, id: &Uuid) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(Uuid, T)> {
+        self.rows.iter()
+    }
+}
+
+/// A status as written, without an allocation for the usual spellings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RawStatus {
+    Common(&'static str),
+    Other(Box<str>),
+}
+
+const COMMON_STATUSES: &[&str] = &[
+    "open",
+    "closed",
+    "streaming",
+    "executing",
+    "running",
+    "completed",
+    "failed",
+    "stored",
+    "pending",
+];
+
+impl RawStatus {
+    fn of(status: &Option<String>) -> Option<RawStatus> {
+        let status = status.as_deref()?;
+        Some(match COMMON_STATUSES.iter().find(|s| **s == status) {
+            Some(common) => RawStatus::Common(common),
+            None => RawStatus::Other(status.into()),
+        })
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            RawStatus::Common(text) => text,
+            RawStatus::Other(text) => text,
+        }
+    }
+}
+
+fn raw_str(status: &Option<RawStatus>) -> Option<&str> {
+    status.as_ref().map(RawStatus::as_str)
+}
+
+/// A time that may be absent, in one word (`i64::MIN` never comes out of a legacy date).
+const NO_TIME: i64 = i64::MIN;
+
+fn time(ms: Option<i64>) -> i64 {
+    ms.unwrap_or(NO_TIME)
+}
+
+fn known(time: i64) -> Option<i64> {
+    (time != NO_TIME).then_some(time)
+}
+
 #[derive(Debug, Default)]
 struct ContextInfo {
     key: Option<String>,
@@ -284,55 +408,92 @@ struct ContextInfo {
     current: Vec<String>,
 }
 
+/// The first ids of an execution's trigger and reaction links as written: a step without
+/// eventId copies one. Usually absent or the canonical text of the link's id: two bits each,
+/// and only other texts are stored.
 #[derive(Debug, Default)]
-struct ExecInfo {
-    context: Option<Uuid>,
-    created: Option<i64>,
-    activity: Option<i64>,
-    status: Option<String>,
-    trigger: Option<Uuid>,
-    reaction: Option<Uuid>,
-    trigger_text: Option<String>,
-    reaction_text: Option<String>,
-    any_failed_step: bool,
-    /// (iteration, createdAt, id, class, continueLoop) of the last step.
-    last_step: Option<(i64, i64, Uuid, Class, Option<bool>)>,
-    earliest_step: Option<i64>,
+struct EventTexts {
+    /// Per link (trigger, reaction): bit 0 present, bit 1 stored in `other`.
+    bits: [u8; 2],
+    other: Option<Box<[Option<Box<str>>; 2]>>,
 }
 
+impl EventTexts {
+    fn of(links: [(&LinkIds, Option<Uuid>); 2]) -> EventTexts {
+        let mut texts = EventTexts::default();
+        for (which, (ids, resolved)) in links.into_iter().enumerate() {
+            let Some(first) = ids.first() else { continue };
+            texts.bits[which] = 1;
+            if resolved.is_none_or(|id| parse_uuid(first) != Some((id, false))) {
+                texts.bits[which] |= 2;
+                texts.other.get_or_insert_with(Default::default)[which] =
+                    Some(first.as_str().into());
+            }
+        }
+        texts
+    }
+
+    fn present(&self, which: usize) -> bool {
+        self.bits[which] & 1 != 0
+    }
+
+    /// The text of link `which` (0 trigger, 1 reaction), whose resolved id is `resolved`.
+    fn text(&self, which: usize, resolved: Option<Uuid>) -> Option<String> {
+        if !self.present(which) {
+            return None;
+        }
+        match self.other.as_ref().and_then(|other| other[which].as_ref()) {
+            Some(text) => Some(text.to_string()),
+            None => resolved.map(|id| id.to_string()),
+        }
+    }
+}
+
+/// What the join keeps of an execution row.
 #[derive(Debug)]
-struct StepInfo {
+struct ExecFact {
+    created: i64,
+    activity: i64,
+    context: Option<Uuid>,
+    trigger: Option<Uuid>,
+    reaction: Option<Uuid>,
+    status: Option<RawStatus>,
+    texts: EventTexts,
+}
+
+/// What the join keeps of a step row.
+#[derive(Debug, Clone, Copy)]
+struct StepFact {
     execution: Option<Uuid>,
-    created: Option<i64>,
-    activity: Option<i64>,
-    status: Option<String>,
+    created: i64,
     iteration: Option<i64>,
+    class: Class,
     continue_loop: Option<bool>,
     event_id: bool,
 }
 
-/// What the join keeps of an event: its own createdAt and whether it is `completed`.
+/// What the join keeps of an event row: its own createdAt and whether it is `completed`.
 #[derive(Debug, Clone, Copy)]
-struct EventInfo {
-    created: Option<i64>,
+struct EventFact {
+    created: i64,
     completed: bool,
 }
 
-/// Pass 1: collects what the join needs. Rows may come in any order and from several
-/// builders ([`JoinBuilder::merge`]); when a namespace repeats an id, the first row (in input
-/// order) is the one the join sees.
+/// Pass 1: collects what the join needs, in compact records. Rows may come in any order and
+/// from several builders ([`JoinBuilder::merge`], in input order); when a namespace repeats
+/// an id, the first row is the one the join sees.
 #[derive(Debug, Default)]
 pub struct JoinBuilder {
     contexts: IdMap<ContextInfo>,
-    executions: IdMap<ExecInfo>,
-    steps: IdMap<StepInfo>,
-    events: IdMap<EventInfo>,
+    executions: Vec<(Uuid, ExecFact)>,
+    steps: Vec<(Uuid, StepFact)>,
+    events: Vec<(Uuid, EventFact)>,
     /// Earliest own createdAt of the events of each context.
     earliest_event: IdMap<i64>,
     /// WhatsApp messages named by events whose createdAt is unusable.
     wanted_whatsapp: IdSet,
-    /// `whatsapp_messages` createdAt (epoch ms), first row of an id.
-    whatsapp_created: IdMap<i64>,
+    /// `whatsapp_messages` createdAt (epoch ms), in input order.
+    whatsapp_created: Vec<(Uuid, i64)>,
 }
 
 /// The execution a step belongs to, and what to report about how it was found.
@@ -478,47 +639,50 @@ impl JoinBuilder {
     }
 
     pub fn add_execution(&mut self, row: &LegacyExecution) {
-        self.executions.entry(row.id).or_insert_with(|| {
-            let created = millis(&row.created_at);
-            ExecInfo {
+        let created = millis(&row.created_at);
+        let trigger = quiet_one(&row.trigger);
+        let reaction = quiet_one(&row.reaction);
+        self.executions.push((
+            row.id,
+            ExecFact {
+                created: time(created),
+                activity: time(millis(&row.updated_at).or(created)),
                 context: quiet_one(&row.context),
-                created,
-                activity: millis(&row.updated_at).or(created),
-                status: row.status.clone(),
-                trigger: quiet_one(&row.trigger),
-                reaction: quiet_one(&row.reaction),
-                trigger_text: row.trigger.first().cloned(),
-                reaction_text: row.reaction.first().cloned(),
-                ..ExecInfo::default()
-            }
-        });
+                trigger,
+                reaction,
+                status: RawStatus::of(&row.status),
+                texts: EventTexts::of([(&row.trigger, trigger), (&row.reaction, reaction)]),
+            },
+        ));
     }
 
     pub fn add_step(&mut self, row: &LegacyStep) {
-        self.steps.entry(row.id).or_insert_with(|| {
-            let (execution, _) = step_execution(row);
-            let created = millis(&row.created_at);
-            StepInfo {
+        let (execution, _) = step_execution(row);
+        self.steps.push((
+            row.id,
+            StepFact {
                 execution,
-                created,
-                activity: millis(&row.updated_at).or(created),
-                status: row.status.clone(),
+                created: time(millis(&row.created_at)),
                 iteration: row.iteration,
+                class: classify_run(row.status.as_deref()),
                 continue_loop: row.continue_loop,
                 event_id: row.event_id.is_some(),
-            }
-        });
+            },
+        ));
     }
 
     pub fn add_event(&mut self, row: &LegacyEvent) {
         let created = millis(&row.created_at);
-        self.events.entry(row.id).or_insert_with(|| EventInfo {
-            created,
-            completed: row
-                .status
-                .as_deref()
-                .is_some_and(|s| s.trim().eq_ignore_ascii_case("completed")),
-        });
+        self.events.push((
+            row.id,
+            EventFact {
+                created: time(created),
+                completed: row
+                    .status
+                    .as_deref()
+                    .is_some_and(|s| s.trim().eq_ignore_ascii_case("completed")),
+            },
+        ));
         match (created, quiet_one(&row.context)) {
             (Some(created), Some(context)) => {
                 let earliest = self.earliest_event.entry(context).or_insert(created);
@@ -538,25 +702,18 @@ impl JoinBuilder {
     /// A `whatsapp_messages` row's createdAt: an item mirroring that message takes its date
     /// when the item's own is missing.
     pub fn add_whatsapp_message(&mut self, id: Uuid, created_ms: i64) {
-        self.whatsapp_created.entry(id).or_insert(created_ms);
+        self.whatsapp_created.push((id, created_ms));
     }
 
-    /// Adds what `later` collected; for an id both saw, this builder's (earlier) row stays.
+    /// Adds what `later` collected (rows after this builder's in the input).
     pub fn merge(&mut self, later: JoinBuilder) {
-        fn first_wins<V>(into: &mut IdMap<V>, from: IdMap<V>) {
-            if into.is_empty() {
-                *into = from;
-                return;
-            }
-            for (id, value) in from {
-                into.entry(id).or_insert(value);
-            }
+        for (id, info) in later.contexts {
+            self.contexts.entry(id).or_insert(info);
         }
-        first_wins(&mut self.contexts, later.contexts);
-        first_wins(&mut self.executions, later.executions);
-        first_wins(&mut self.steps, later.steps);
-        first_wins(&mut self.events, later.events);
-        first_wins(&mut self.whatsapp_created, later.whatsapp_created);
+        self.executions.extend(later.executions);
+        self.steps.extend(later.steps);
+        self.events.extend(later.events);
+        self.whatsapp_created.extend(later.whatsapp_created);
         for (context, created) in later.earliest_event {
             let earliest = self.earliest_event.entry(context).or_insert(created);
             *earliest = (*earliest).min(created);
@@ -568,87 +725,86 @@ impl JoinBuilder {
     pub fn finish(self, options: &Options) -> Join {
         let JoinBuilder {
             contexts,
-            mut executions,
+            executions,
             steps,
             events,
             earliest_event,
             wanted_whatsapp,
             mut whatsapp_created,
         } = self;
-        whatsapp_created.retain(|id, _| wanted_whatsapp.contains(id));
-        let live = |activity: Option<i64>| match (options.now_ms, activity) {
+        whatsapp_created.retain(|(id, _)| wanted_whatsapp.contains(id));
+        let whatsapp_created = IdTable::new(whatsapp_created);
+        let live = |activity: i64| match (options.now_ms, known(activity)) {
             (Some(now), Some(at)) => now - at <= options.liveness_window_ms,
             _ => false,
         };
+        let executions = IdTable::new(executions);
+        let steps = IdTable::new(steps);
+        let events = IdTable::new(events);
+        let exec_index = |id: &Uuid| {
+            let bucket = (prefix(id) >> executions.shift) as usize;
+            let start = executions.starts[bucket] as usize;
+            let rows = &executions.rows[start..executions.starts[bucket + 1] as usize];
+            rows.binary_search_by(|(key, _)| key.cmp(id))
+                .ok()
+                .map(|i| start + i)
+        };
 
-        // 0. What each execution's steps say, and which executions name each event (in id
-        //    order, so nothing depends on the input order).
-        for (id, step) in &steps {
-            let Some(exec) = step.execution.and_then(|e| executions.get_mut(&e)) else {
+        // 0. What each execution's steps say.
+        #[derive(Clone, Copy, Default)]
+        struct StepsSay {
+            any_failed: bool,
+            /// (iteration, createdAt, id, class, continueLoop) of the last step.
+            last: Option<(i64, i64, Uuid, Class, Option<bool>)>,
+            earliest: Option<i64>,
+        }
+        let mut say = vec![StepsSay::default(); executions.len()];
+        for (id, step) in steps.iter() {
+            let Some(index) = step.execution.as_ref().and_then(exec_index) else {
                 continue;
             };
-            let class = classify_run(step.status.as_deref());
-            exec.any_failed_step |= class == Class::Failed;
+            let say = &mut say[index];
+            say.any_failed |= step.class == Class::Failed;
             let rank = (
                 step.iteration.unwrap_or(-1),
-                step.created.unwrap_or(i64::MIN),
+                step.created,
                 *id,
-                class,
+                step.class,
                 step.continue_loop,
             );
-            if exec
-                .last_step
+            if say
+                .last
                 .is_none_or(|last| (last.0, last.1, last.2) < (rank.0, rank.1, rank.2))
             {
-                exec.last_step = Some(rank);
+                say.last = Some(rank);
             }
-            if let Some(created) = step.created {
-                exec.earliest_step = Some(exec.earliest_step.map_or(created, |e| e.min(created)));
-            }
-        }
-        let mut event_refs: IdMap<(bool, Vec<Uuid>, Vec<Uuid>)> = IdMap::default();
-        let mut exec_ids: Vec<&Uuid> = executions.keys().collect();
-        exec_ids.sort();
-        for id in exec_ids {
-            let exec = &executions[id];
-            for (event, as_trigger) in [(exec.trigger, true), (exec.reaction, false)] {
-                if let Some(event) = event {
-                    let entry = event_refs
-                        .entry(event)
-                        .or_insert_with(|| (events.contains_key(&event), Vec::new(), Vec::new()));
-                    if as_trigger {
-                        entry.1.push(*id);
-                    } else {
-                        entry.2.push(*id);
-                    }
-                }
+            if let Some(created) = known(step.created) {
+                say.earliest = Some(say.earliest.map_or(created, |e| e.min(created)));
             }
         }
 
         // 1. Execution createdAt: own, else the trigger item's, else the first step's.
-        let mut exec_created: IdMap<(i64, Option<String>)> = IdMap::default();
-        for (id, exec) in &executions {
-            let derived = match exec.created {
+        let exec_created: Vec<Option<(i64, Option<&'static str>)>> = executions
+            .iter()
+            .zip(&say)
+            .map(|((_, exec), say)| match known(exec.created) {
                 Some(ms) => Some((ms, None)),
                 None => exec
                     .trigger
                     .and_then(|t| events.get(&t))
-                    .and_then(|e| e.created)
-                    .map(|ms| (ms, Some("the trigger item's createdAt".to_string())))
+                    .and_then(|e| known(e.created))
+                    .map(|ms| (ms, Some("the trigger item's createdAt")))
                     .or_else(|| {
-                        exec.earliest_step
-                            .map(|ms| (ms, Some("the earliest step's createdAt".to_string())))
+                        say.earliest
+                            .map(|ms| (ms, Some("the earliest step's createdAt")))
                     }),
-            };
-            if let Some(derived) = derived {
-                exec_created.insert(*id, derived);
-            }
-        }
+            })
+            .collect();
 
         // 2. Context createdAt: own, else the earliest of its executions and events.
         let mut earliest_exec: IdMap<i64> = IdMap::default();
-        for (id, exec) in &executions {
-            if let (Some(ctx), Some((ms, _))) = (exec.context, exec_created.get(id)) {
+        for ((_, exec), created) in executions.iter().zip(&exec_created) {
+            if let (Some(ctx), Some((ms, _))) = (exec.context, created) {
                 let e = earliest_exec.entry(ctx).or_insert(*ms);
                 *e = (*e).min(*ms);
             }
@@ -675,143 +831,178 @@ impl JoinBuilder {
         }
 
         // 3. Which executions migrate: a migrated context and a createdAt.
-        let exec_migrated: IdSet = executions
+        let exec_migrated: Vec<bool> = executions
             .iter()
-            .filter(|(id, exec)| {
-                exec_created.contains_key(id)
-                    && exec.context.is_some_and(|c| ctx_created.contains_key(&c))
+            .zip(&exec_created)
+            .map(|((_, exec), created)| {
+                created.is_some() && exec.context.is_some_and(|c| ctx_created.contains_key(&c))
             })
-            .map(|(id, _)| *id)
             .collect();
 
         // 4. Execution statuses.
-        let mut exec_status: IdMap<StatusDecision> = IdMap::default();
-        for (id, exec) in &executions {
-            let raw = exec.status.as_deref();
-            let decided = match classify_run(raw) {
-                Class::Running if live(exec.activity) => ("executing", mapped(raw, "executing")),
-                Class::Running => (
-                    "failed",
-                    Some((
-                        Rule::StatusStale,
-                        format!(
-                            "status {:?} not live at now: failed",
-                            raw.unwrap_or_default()
-                        ),
-                    )),
-                ),
-                Class::Completed => ("completed", mapped(raw, "completed")),
-                Class::Failed => ("failed", mapped(raw, "failed")),
-                Class::Unknown => {
-                    let reaction_completed = exec
-                        .reaction
-                        .and_then(|r| events.get(&r))
-                        .is_some_and(|e| e.completed);
-                    let last_done = exec.last_step.is_some_and(|(_, _, _, class, cont)| {
-                        class == Class::Completed && cont == Some(false)
-                    });
-                    let (status, why) = if exec.any_failed_step {
-                        ("failed", "a step failed")
-                    } else if last_done {
-                        ("completed", "the last step completed without continuing")
-                    } else if reaction_completed {
-                        ("completed", "the reaction item is completed")
-                    } else {
-                        ("failed", "no sign of completion")
-                    };
-                    (
-                        status,
+        let exec_status: Vec<StatusDecision> = executions
+            .iter()
+            .zip(&say)
+            .map(|((_, exec), say)| {
+                let raw = raw_str(&exec.status);
+                match classify_run(raw) {
+                    Class::Running if live(exec.activity) => {
+                        ("executing", mapped(raw, "executing"))
+                    }
+                    Class::Running => (
+                        "failed",
                         Some((
-                            Rule::StatusInferred,
-                            format!("status {} inferred {status}: {why}", show(raw)),
+                            Rule::StatusStale,
+                            format!(
+                                "status {:?} not live at now: failed",
+                                raw.unwrap_or_default()
+                            ),
                         )),
-                    )
+                    ),
+                    Class::Completed => ("completed", mapped(raw, "completed")),
+                    Class::Failed => ("failed", mapped(raw, "failed")),
+                    Class::Unknown => {
+                        let reaction_completed = exec
+                            .reaction
+                            .and_then(|r| events.get(&r))
+                            .is_some_and(|e| e.completed);
+                        let last_done = say.last.is_some_and(|(_, _, _, class, cont)| {
+                            class == Class::Completed && cont == Some(false)
+                        });
+                        let (status, why) = if say.any_failed {
+                            ("failed", "a step failed")
+                        } else if last_done {
+                            ("completed", "the last step completed without continuing")
+                        } else if reaction_completed {
+                            ("completed", "the reaction item is completed")
+                        } else {
+                            ("failed", "no sign of completion")
+                        };
+                        (
+                            status,
+                            Some((
+                                Rule::StatusInferred,
+                                format!("status {} inferred {status}: {why}", show(raw)),
+                            )),
+                        )
+                    }
                 }
-            };
-            exec_status.insert(*id, decided);
-        }
+            })
+            .collect();
+        drop(say);
 
-        // 5. Steps: which migrate, createdAt, iteration, status.
-        let mut by_exec: IdMap<Vec<(i64, Uuid)>> = IdMap::default();
-        for (id, step) in &steps {
-            if let Some(exec) = step.execution.filter(|e| exec_migrated.contains(e)) {
-                let created = step
-                    .created
-                    .or_else(|| exec_created.get(&exec).map(|c| c.0))
-                    .unwrap_or(i64::MIN);
-                by_exec.entry(exec).or_default().push((created, *id));
+        // 5. Steps: which migrate, and the rank of those without an iteration (by createdAt,
+        //    else the execution's, then id, among the steps of a migrated execution).
+        let mut migrated_steps: Vec<(Uuid, ())> = Vec::new();
+        let mut unranked: IdSet = IdSet::default();
+        for (id, step) in steps.iter() {
+            let Some(index) = step.execution.as_ref().and_then(exec_index) else {
+                continue;
+            };
+            if !exec_migrated[index] {
+                continue;
+            }
+            if step.iteration.is_none() {
+                unranked.insert(executions.rows[index].0);
+            }
+            let exec = &executions.rows[index].1;
+            if step.event_id || exec.texts.present(0) || exec.texts.present(1) {
+                migrated_steps.push((*id, ()));
             }
         }
         let mut step_rank: IdMap<i64> = IdMap::default();
-        for list in by_exec.values_mut() {
-            list.sort();
-            for (rank, (_, id)) in list.iter().enumerate() {
-                step_rank.insert(*id, rank as i64);
+        if !unranked.is_empty() {
+            let mut by_exec: IdMap<Vec<(i64, Uuid)>> = IdMap::default();
+            for (id, step) in steps.iter() {
+                let Some(exec) = step.execution.filter(|e| unranked.contains(e)) else {
+                    continue;
+                };
+                let created = known(step.created)
+                    .or_else(|| exec_index(&exec).and_then(|i| exec_created[i]).map(|c| c.0))
+                    .unwrap_or(i64::MIN);
+                by_exec.entry(exec).or_default().push((created, *id));
+            }
+            for list in by_exec.values_mut() {
+                list.sort();
+                for (rank, (_, id)) in list.iter().enumerate() {
+                    if steps.get(id).is_some_and(|s| s.iteration.is_none()) {
+                        step_rank.insert(*id, rank as i64);
+                    }
+                }
             }
         }
-        let mut step_status: IdMap<StatusDecision> = IdMap::default();
-        for (id, step) in &steps {
-            let Some(exec) = step.execution else { continue };
-            let exec_final = exec_status.get(&exec).map(|s| s.0).unwrap_or("failed");
-            let raw = step.status.as_deref();
-            let decided = match classify_run(raw) {
-                Class::Running if exec_final == "executing" && live(step.activity) => {
-                    ("running", mapped(raw, "running"))
+        drop(steps);
+        let migrated_steps = IdTable::new(migrated_steps);
+
+        // 6. Events named by executions: does the item exist, what would date it, does it
+        //    answer a completed execution, which execution does it belong to.
+        let mut named: Vec<(Uuid, bool, u32)> = Vec::with_capacity(executions.len() * 2);
+        for (index, (_, exec)) in executions.iter().enumerate() {
+            if let Some(event) = exec.trigger {
+                named.push((event, true, index as u32));
+            }
+            if let Some(event) = exec.reaction {
+                named.push((event, false, index as u32));
+            }
+        }
+        // By event, then execution id (so nothing depends on the input order).
+        named.sort_unstable_by_key(|(event, as_trigger, index)| (*event, !*as_trigger, *index));
+        let mut event_decisions: Vec<(Uuid, EventDecision)> = Vec::new();
+        let mut derived_created: IdMap<(i64, Uuid)> = IdMap::default();
+        for group in named.chunk_by(|a, b| a.0 == b.0) {
+            let event = group[0].0;
+            let fact = events.get(&event);
+            let exec = |index: u32| &executions.rows[index as usize];
+            let (triggers, reactions): (Vec<_>, Vec<_>) = group.iter().partition(|n| n.1);
+            if fact.is_some_and(|f| known(f.created).is_none()) {
+                let earliest = group
+                    .iter()
+                    .filter_map(|n| exec_created[n.2 as usize].map(|c| (c.0, exec(n.2).0)))
+                    .min();
+                if let Some(earliest) = earliest {
+                    derived_created.insert(event, earliest);
                 }
-                Class::Running => (
-                    "failed",
-                    Some((
-                        Rule::StatusStale,
-                        format!(
-                            "status {:?} not live at now: failed",
-                            raw.unwrap_or_default()
-                        ),
-                    )),
-                ),
-                Class::Completed => ("completed", mapped(raw, "completed")),
-                Class::Failed => ("failed", mapped(raw, "failed")),
-                Class::Unknown => {
-                    let status = if exec_final == "completed" {
-                        "completed"
-                    } else {
-                        "failed"
-                    };
-                    (
-                        status,
-                        Some((
-                            Rule::StatusInferred,
-                            format!(
-                                "status {} inferred {status}: the execution is {exec_final}",
-                                show(raw)
-                            ),
-                        )),
-                    )
+            }
+            let reaction_of_completed = reactions
+                .iter()
+                .any(|n: &&(Uuid, bool, u32)| exec_status[n.2 as usize].0 == "completed");
+            let pick = |list: &[&(Uuid, bool, u32)]| {
+                let mut migrated = list.iter().filter(|n| exec_migrated[n.2 as usize]);
+                match (migrated.next(), migrated.next()) {
+                    (Some(one), None) => Some(exec(one.2).0),
+                    _ => None,
                 }
             };
-            step_status.insert(*id, decided);
+            event_decisions.push((
+                event,
+                EventDecision {
+                    exists: fact.is_some(),
+                    reaction_of_completed,
+                    execution: pick(&reactions).or_else(|| pick(&triggers)),
+                },
+            ));
         }
-        let step_migrated: IdSet = steps
-            .iter()
-            .filter(|(_, step)| step.execution.is_some_and(|e| exec_migrated.contains(&e)))
-            .filter(|(_, step)| {
-                step.event_id || {
-                    let exec = &executions[&step.execution.unwrap()];
-                    exec.reaction_text.is_some() || exec.trigger_text.is_some()
-                }
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        drop(named);
+        drop(events);
+        let event_decisions = IdTable::new(event_decisions);
 
-        // 6. Contexts: latest execution, current execution, status, thread.
+        // 7. Contexts: latest execution, current execution, status, thread.
         let mut latest: IdMap<(i64, Uuid)> = IdMap::default();
-        for id in &exec_migrated {
-            let ctx = executions[id].context.unwrap();
-            let rank = (exec_created[id].0, *id);
+        for (index, (id, exec)) in executions.iter().enumerate() {
+            if !exec_migrated[index] {
+                continue;
+            }
+            let (Some(ctx), Some((created, _))) = (exec.context, exec_created[index]) else {
+                continue;
+            };
+            let rank = (created, *id);
             let entry = latest.entry(ctx).or_insert(rank);
             if *entry < rank {
                 *entry = rank;
             }
         }
+        let status_of = |id: &Uuid| exec_index(id).map_or("failed", |i| exec_status[i].0);
+        let is_migrated = |id: &Uuid| exec_index(id).is_some_and(|i| exec_migrated[i]);
         let mut ctx_ids: Vec<Uuid> = ctx_created.keys().copied().collect();
         ctx_ids.sort();
         // Keys: explicit keys first (smallest id keeps a duplicate), then keyless contexts' ids.
@@ -845,7 +1036,9 @@ impl JoinBuilder {
         }
         for id in &ctx_ids {
             let ctx = &contexts[id];
-            let decision = decisions.get_mut(id).unwrap();
+            let Some(decision) = decisions.get_mut(id) else {
+                continue;
+            };
             if ctx.key.is_none() {
                 let key = id.to_string();
                 if let Some(owner) = taken.get(&key) {
@@ -879,7 +1072,7 @@ impl JoinBuilder {
             });
             decision.notes.extend(notes);
             decision.current = match pointer {
-                Some(exec) if exec_migrated.contains(&exec) => Some(exec),
+                Some(exec) if is_migrated(&exec) => Some(exec),
                 other => {
                     let fallback = latest.get(id).map(|(_, exec)| *exec);
                     let why = match other {
@@ -903,10 +1096,10 @@ impl JoinBuilder {
             };
             let current_live = decision
                 .current
-                .is_some_and(|e| exec_status[&e].0 == "executing");
+                .is_some_and(|e| status_of(&e) == "executing");
             let latest_failed = latest
                 .get(id)
-                .is_some_and(|(_, e)| exec_status[e].0 == "failed");
+                .is_some_and(|(_, e)| status_of(e) == "failed");
             let raw = ctx.status.as_deref();
             let norm = raw.map(|s| s.trim().to_ascii_lowercase());
             let (status, note, legacy_failed) = match norm.as_deref() {
@@ -960,81 +1153,52 @@ impl JoinBuilder {
             } else {
                 "open"
             };
-            decision.created = ctx_created[id].clone();
+            if let Some(created) = ctx_created.get(id) {
+                decision.created = created.clone();
+            }
         }
 
-        // One record per entity, so pass 2 looks each up once.
-        let mut exec_created = exec_created;
-        let mut exec_status = exec_status;
-        let mut exec_decisions: IdMap<ExecDecision> = IdMap::default();
-        exec_decisions.reserve(executions.len());
-        for (id, exec) in executions {
-            exec_decisions.insert(
-                id,
-                ExecDecision {
-                    migrated: exec_migrated.contains(&id),
-                    created: exec_created.remove(&id),
-                    status: exec_status.remove(&id).unwrap_or(("failed", None)),
-                    events: (exec.trigger_text, exec.reaction_text),
-                },
-            );
-        }
-        let mut step_status = step_status;
-        let mut step_decisions: IdMap<StepDecision> = IdMap::default();
-        step_decisions.reserve(steps.len());
-        for id in steps.into_keys() {
-            let status = step_status.remove(&id);
-            let rank = step_rank.get(&id).copied();
-            if status.is_none() && rank.is_none() {
-                continue;
-            }
-            step_decisions.insert(
-                id,
-                StepDecision {
-                    migrated: step_migrated.contains(&id),
-                    status: status.unwrap_or(("failed", None)),
-                    rank: rank.unwrap_or(0),
-                },
-            );
-        }
-        let mut event_decisions: IdMap<EventDecision> = IdMap::default();
-        event_decisions.reserve(event_refs.len());
-        for (id, (exists, triggers, reactions)) in event_refs {
-            let exec = |e: &Uuid| exec_decisions.get(e);
-            let derived_created = triggers
-                .iter()
-                .chain(&reactions)
-                .filter_map(|e| exec(e).and_then(|d| d.created.as_ref()).map(|c| (c.0, *e)))
-                .min();
-            let reaction_of_completed = reactions
-                .iter()
-                .any(|e| exec(e).is_some_and(|d| d.status.0 == "completed"));
-            // The one migrated execution the item answers, else the one it triggered.
-            let pick = |list: &Vec<Uuid>| {
-                let mut migrated = list.iter().filter(|e| exec(e).is_some_and(|d| d.migrated));
-                match (migrated.next(), migrated.next()) {
-                    (Some(one), None) => Some(*one),
-                    _ => None,
-                }
-            };
-            let execution = pick(&reactions).or_else(|| pick(&triggers));
-            event_decisions.insert(
-                id,
-                EventDecision {
-                    exists,
-                    derived_created,
-                    reaction_of_completed,
-                    execution,
-                },
-            );
-        }
+        // 8. One record per execution for pass 2.
+        let IdTable {
+            rows: exec_rows,
+            shift,
+            starts,
+        } = executions;
+        let exec_decisions = IdTable {
+            rows: exec_rows
+                .into_iter()
+                .zip(exec_created)
+                .zip(exec_status)
+                .zip(exec_migrated)
+                .map(|((((id, exec), created), status), migrated)| {
+                    (
+                        id,
+                        ExecDecision {
+                            migrated,
+                            created,
+                            status: status.0,
+                            status_note: status.1.map(Box::new),
+                            trigger: exec.trigger,
+                            reaction: exec.reaction,
+                            texts: exec.texts,
+                        },
+                    )
+                })
+                .collect(),
+            shift,
+            starts,
+        };
 
         Join {
             contexts: decisions,
             executions: exec_decisions,
-            steps: step_decisions,
+            migrated_steps,
+            step_rank,
             events: event_decisions,
+            event_created: derived_created,
             whatsapp_created,
+            now_ms: options.now_ms,
+            liveness_window_ms: options.liveness_window_ms,
         }
     }
 }
@@ -1057,6 +1221,43 @@ fn mapped(raw: Option<&str>, canonical: &str) -> Option<(Rule, String)> {
     }
 }
 
+/// A step's status: its own, normalised, against its execution's final status (a running step
+/// of an execution that is not executing is stale) and whether it is live at `now`.
+fn step_status(raw: Option<&str>, exec_final: &str, live: bool) -> StatusDecision {
+    match classify_run(raw) {
+        Class::Running if exec_final == "executing" && live => ("running", mapped(raw, "running")),
+        Class::Running => (
+            "failed",
+            Some((
+                Rule::StatusStale,
+                format!(
+                    "status {:?} not live at now: failed",
+                    raw.unwrap_or_default()
+                ),
+            )),
+        ),
+        Class::Completed => ("completed", mapped(raw, "completed")),
+        Class::Failed => ("failed", mapped(raw, "failed")),
+        Class::Unknown => {
+            let status = if exec_final == "completed" {
+                "completed"
+            } else {
+                "failed"
+            };
+            (
+                status,
+                Some((
+                    Rule::StatusInferred,
+                    format!(
+                        "status {} inferred {status}: the execution is {exec_final}",
+                        show(raw)
+                    ),
+                )),
+            )
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct ContextDecision {
     created: (i64, Option<String>),
@@ -1072,20 +1273,28 @@ struct ContextDecision {
 // ---------------------------------------------------------------------------------------------
 // Pass 2
 
-/// The decisions of pass 1; maps each row on its own.
 /// A normalised status and, when normalising changed or inferred it, the rule and detail to
 /// report.
 type StatusDecision = (&'static str, Option<(Rule, String)>);
 
+/// The decisions of pass 1; maps each row on its own.
 #[derive(Debug)]
 pub struct Join {
     contexts: IdMap<ContextDecision>,
-    executions: IdMap<ExecDecision>,
-    steps: IdMap<StepDecision>,
+    executions: IdTable<ExecDecision>,
+    /// Steps that migrate (a migrated execution, and an eventId or one to derive).
+    migrated_steps: IdTable<()>,
+    /// Rank of the steps without an iteration.
+    step_rank: IdMap<i64>,
     /// Events named by executions.
-    events: IdMap<EventDecision>,
+    events: IdTable<EventDecision>,
+    /// For events named by executions without a usable createdAt: the earliest createdAt of
+    /// those executions, and which.
+    event_created: IdMap<(i64, Uuid)>,
     /// createdAt of the WhatsApp messages named by items without a usable createdAt.
-    whatsapp_created: IdMap<i64>,
+    whatsapp_created: IdTable<i64>,
+    now_ms: Option<i64>,
+    liveness_window_ms: i64,
 }
 
 /// What pass 2 needs about an execution.
@@ -1093,19 +1302,15 @@ pub struct Join {
 struct ExecDecision {
     migrated: bool,
     /// createdAt (own or derived), and what a derived one came from.
-    created: Option<(i64, Option<String>)>,
-    status: StatusDecision,
-    /// The first trigger and reaction ids as written (a step's eventId fallback).
-    events: (Option<String>, Option<String>),
-}
-
-/// What pass 2 needs about a step (every step whose execution is known).
-#[derive(Debug)]
-struct StepDecision {
-    migrated: bool,
-    status: StatusDecision,
-    /// Rank by (createdAt, id) within its execution (a missing iteration).
-    rank: i64,
+    created: Option<(i64, Option<&'static str>)>,
+    status: &'static str,
+    /// What to report about the status, when normalising changed or inferred it.
+    status_note: Option<Box<(Rule, String)>>,
+    /// The trigger and reaction ids, and their first ids as written (a step without eventId
+    /// copies one).
+    trigger: Option<Uuid>,
+    reaction: Option<Uuid>,
+    texts: EventTexts,
 }
 
 /// What pass 2 needs about an event named by executions.
@@ -1113,8 +1318,6 @@ struct StepDecision {
 struct EventDecision {
     /// A `context_events` row has this id.
     exists: bool,
-    /// The earliest createdAt of the executions it triggered or answered, and which.
-    derived_created: Option<(i64, Uuid)>,
     /// It answers a completed execution.
     reaction_of_completed: bool,
     /// The one migrated execution it answers, else the one migrated execution it triggered.
@@ -1135,7 +1338,7 @@ impl Join {
     }
 
     pub fn is_step_migrated(&self, step: &Uuid) -> bool {
-        self.steps.get(step).is_some_and(|s| s.migrated)
+        self.migrated_steps.contains(step)
     }
 
     fn is_exec_migrated(&self, execution: &Uuid) -> bool {
@@ -1244,14 +1447,16 @@ impl Join {
         let derived = || {
             decision
                 .and_then(|d| d.created.as_ref())
-                .and_then(|(ms, from)| from.clone().map(|f| (*ms, f)))
+                .and_then(|(ms, from)| from.map(|f| (*ms, f.to_string())))
         };
         let Some(created) = required_date(NS, &id, "createdAt", &row.created_at, derived, &mut out)
         else {
             return out;
         };
         let updated = optional_date(NS, &id, "updatedAt", &row.updated_at, &mut out);
-        let (status, note) = decision.map_or(("failed", None), |d| d.status.clone());
+        let (status, note) = decision.map_or(("failed", None), |d| {
+            (d.status, d.status_note.as_deref().cloned())
+        });
         if let Some((rule, detail)) = note {
             out.report(NS, id, rule, detail);
         }
@@ -1305,7 +1510,10 @@ impl Join {
         let event_id = match row.event_id.clone() {
             Some(event) => event,
             None => {
-                let (trigger, reaction) = exec.events.clone();
+                let (trigger, reaction) = (
+                    exec.texts.text(0, exec.trigger),
+                    exec.texts.text(1, exec.reaction),
+                );
                 match (reaction, trigger) {
                     (Some(reaction), _) => {
                         out.report(
@@ -1344,11 +1552,10 @@ impl Join {
             return out;
         };
         let updated = optional_date(NS, &id, "updatedAt", &row.updated_at, &mut out);
-        let decision = self.steps.get(&id);
         let iteration = match row.iteration {
             Some(iteration) => iteration,
             None => {
-                let rank = decision.map_or(0, |d| d.rank);
+                let rank = self.step_rank.get(&id).copied().unwrap_or(0);
                 out.report(
                     NS,
                     id,
@@ -1358,7 +1565,12 @@ impl Join {
                 rank
             }
         };
-        let (status, note) = decision.map_or(("failed", None), |d| d.status.clone());
+        let activity = millis(&row.updated_at).or(millis(&row.created_at));
+        let live = match (self.now_ms, activity) {
+            (Some(now), Some(at)) => now - at <= self.liveness_window_ms,
+            _ => false,
+        };
+        let (status, note) = step_status(row.status.as_deref(), exec.status, live);
         if let Some((rule, detail)) = note {
             out.report(NS, id, rule, detail);
         }
@@ -1398,8 +1610,9 @@ impl Join {
                 .min()
                 .map(|(ms, wa)| (ms, format!("whatsapp_messages {wa}'s createdAt")))
                 .or_else(|| {
-                    refs.and_then(|r| r.derived_created)
-                        .map(|(ms, exec)| (ms, format!("execution {exec}'s createdAt")))
+                    self.event_created
+                        .get(&id)
+                        .map(|(ms, exec)| (*ms, format!("execution {exec}'s createdAt")))
                 })
         };
         let Some(created) = required_date(NS, &id, "createdAt", &row.created_at, derived, &mut out)
@@ -1614,5 +1827,59 @@ impl Join {
         }));
         out.link(TargetNamespace::ThreadParts, id, "step", step);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: u64, spread: bool) -> Vec<Uuid> {
+        (0..n)
+            .map(|i| {
+                if spread {
+                    uuid::Uuid::new_v5(&crate::MIGRATION_NS, &i.to_le_bytes())
+                } else {
+                    // Ids that differ only at the end, like hand-written fixtures.
+                    Uuid::from_u128(0xc000_0000_0000_4000_8000_0000_0000_0000 | u128::from(i))
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn id_table_finds_every_id_keeps_the_first_of_a_repeated_one_and_nothing_else() {
+        for spread in [true, false] {
+            let all = ids(5000, spread);
+            let mut rows: Vec<(Uuid, u64)> = all
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (*id, i as u64))
+                .collect();
+            rows.push((all[7], 99_999));
+            let table = IdTable::new(rows);
+            assert_eq!(table.len(), 5000);
+            for (i, id) in all.iter().enumerate() {
+                assert_eq!(table.get(id), Some(&(i as u64)), "{id}");
+            }
+            assert_eq!(table.get(&Uuid::nil()), None);
+            assert_eq!(table.get(&Uuid::max()), None);
+            if spread {
+                // Random ids: a lookup searches a handful of rows at most.
+                let widest = table.starts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+                assert!(widest <= 12, "{widest}");
+            }
+        }
+    }
+
+    #[test]
+    fn id_hasher_spreads_ids_that_differ_in_one_byte() {
+        use std::hash::BuildHasher;
+        let hasher = BuildHasherDefault::<IdHasher>::default();
+        let buckets: HashSet<u64> = ids(4096, false)
+            .iter()
+            .map(|id| hasher.hash_one(id) & 4095)
+            .collect();
+        assert!(buckets.len() > 2500, "{}", buckets.len());
     }
 }

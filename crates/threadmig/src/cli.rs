@@ -154,10 +154,18 @@ pub struct LedgerArgs {
     /// An InstantDB app to use as the ledger (with --ledger-token-file) instead of the
     /// embedded workspace's ledger app. The migration-domain schema is pushed to it when it
     /// lacks it (only additive changes).
-    #[arg(long = "ledger-app-id", value_name = "APP_ID", requires = "ledger_token_file")]
+    #[arg(
+        long = "ledger-app-id",
+        value_name = "APP_ID",
+        requires = "ledger_token_file"
+    )]
     pub ledger_app_id: Option<String>,
     /// File holding the ledger app's admin token (`-` reads standard input).
-    #[arg(long = "ledger-token-file", value_name = "FILE", requires = "ledger_app_id")]
+    #[arg(
+        long = "ledger-token-file",
+        value_name = "FILE",
+        requires = "ledger_app_id"
+    )]
     pub ledger_token_file: Option<PathBuf>,
 }
 
@@ -219,7 +227,11 @@ pub struct RegistryUpdateArgs {
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// The Markdown registry.
-    #[arg(long = "out-md", value_name = "FILE", default_value = "references/scenario-registry.md")]
+    #[arg(
+        long = "out-md",
+        value_name = "FILE",
+        default_value = "references/scenario-registry.md"
+    )]
     pub out_md: PathBuf,
     #[command(flatten)]
     pub source: LedgerSourceArgs,
@@ -282,7 +294,11 @@ pub struct FleetSourceArgs {
 #[derive(Debug, Args)]
 pub struct MatrixArgs {
     /// The target schema (instant.schema.ts, JSON, or builtin:<name>).
-    #[arg(long = "schema-file", value_name = "SCHEMA", default_value = "builtin:thread-v1")]
+    #[arg(
+        long = "schema-file",
+        value_name = "SCHEMA",
+        default_value = "builtin:thread-v1"
+    )]
     pub schema_file: String,
     /// Plan only these organisations (ids separated by `,` or `;`); default: every
     /// organisation of the directory.
@@ -723,7 +739,11 @@ pub struct ValidateArgs {
     pub connect: ConnectArgs,
     /// The target schema the bundle plans and transforms for (instant.schema.ts, JSON,
     /// builtin:<name>).
-    #[arg(long = "schema-file", value_name = "SCHEMA", default_value = "builtin:thread-v1")]
+    #[arg(
+        long = "schema-file",
+        value_name = "SCHEMA",
+        default_value = "builtin:thread-v1"
+    )]
     pub schema_file: String,
     /// Run id (default `pre-migration-<unix ms>`); the run folder must not exist yet.
     #[arg(long = "run-id", value_name = "RUN_ID")]
@@ -824,7 +844,11 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "ORG_ID")]
     pub canary: Option<String>,
     /// The target schema pushed before the data moves (instant.schema.ts, JSON, builtin:<name>).
-    #[arg(long = "schema-file", value_name = "SCHEMA", default_value = "builtin:thread-v1")]
+    #[arg(
+        long = "schema-file",
+        value_name = "SCHEMA",
+        default_value = "builtin:thread-v1"
+    )]
     pub schema_file: String,
     /// Run id (default `mig-<unix ms>`). Re-running with the same id resumes: a plan already
     /// journaled in its 03-apply/ is continued, not rebuilt.

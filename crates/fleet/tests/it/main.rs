@@ -1,11 +1,11 @@
 //! Integration tests of the fleet crate, one module per capability.
 
 mod diagnose;
-mod matrix;
-mod pipeline;
-mod runbook;
 mod gates;
 mod ledger;
+mod matrix;
+mod pipeline;
 mod registry;
+mod runbook;
 mod status;
 mod validate;

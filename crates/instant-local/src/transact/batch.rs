@@ -4,7 +4,9 @@
 //!   statements. It first gives their entities keys ([`PendingInserts::resolve_keys`]), in
 //!   entity id order, then writes the rows sorted by key, so the rows of new entities append to
 //!   the B-trees (rows with equal keys are identical, so their order does not matter);
-//! - [`PendingInserts::insert_entities`] inserts entity rows and tells which ones are new;
+//! - [`PendingInserts::insert_entities`] inserts entity rows and tells which ones are new, and
+//!   which ids are new to the app (their rows need no existence check: nothing refers to a key
+//!   before it is assigned);
 //! - [`IdProbe`] answers an existence question for many entity ids with one query per chunk.
 //!
 //! The engine writes the pending rows out before any other statement runs, so every read sees
@@ -12,7 +14,7 @@
 
 use std::sync::OnceLock;
 
-use rusqlite::{Connection, Result, Row, Statement, ToSql};
+use rusqlite::{Connection, OptionalExtension, Result, Row, Statement, ToSql};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 /// One `triples` row to insert, but for its entity (see [`PendingInserts::push_triple`]); the
@@ -68,12 +70,10 @@ const ENTITIES_INSERT: &str =
     "INSERT OR IGNORE INTO entities (app_pk, etype, entity_pk, entity_id, created_at) VALUES ";
 const ENTITY_PARAMS: usize = 3;
 
-/// New keys only: `RETURNING` leaves out the ids that already had one. `OR IGNORE` rather
-/// than `ON CONFLICT DO NOTHING`: the latter still aborts on a NOT NULL violation, so SQLite
-/// would keep a statement journal of every page the multi-row insert touches, and no bound
-/// value here can be null.
+/// New keys, in the order of the rows. `OR IGNORE` rather than `ON CONFLICT DO NOTHING`: the
+/// latter still aborts on a NOT NULL violation, so SQLite would keep a statement journal of
+/// every page the multi-row insert touches, and no bound value here can be null.
 const KEYS_INSERT: &str = "INSERT OR IGNORE INTO entity_keys (app_pk, entity_id) VALUES ";
-const KEYS_RETURNING: &str = " RETURNING entity_id, entity_pk";
 
 fn key_tuple(first: usize) -> String {
     format!("(?1, ?{first})")
@@ -117,17 +117,25 @@ impl InsertSql {
     }
 }
 
-static KEYS_SQL: InsertSql = InsertSql::new(KEYS_INSERT, key_tuple, 1, KEYS_RETURNING);
-static ENTITIES_SQL: InsertSql =
-    InsertSql::new(ENTITIES_INSERT, plain_tuple::<ENTITY_PARAMS>, ENTITY_PARAMS, "");
+static KEYS_SQL: InsertSql = InsertSql::new(KEYS_INSERT, key_tuple, 1, "");
+static ENTITIES_SQL: InsertSql = InsertSql::new(
+    ENTITIES_INSERT,
+    plain_tuple::<ENTITY_PARAMS>,
+    ENTITY_PARAMS,
+    "",
+);
 static NEW_ENTITIES_SQL: InsertSql = InsertSql::new(
     ENTITIES_INSERT,
     plain_tuple::<ENTITY_PARAMS>,
     ENTITY_PARAMS,
     " RETURNING etype, entity_pk",
 );
-static TRIPLES_SQL: InsertSql =
-    InsertSql::new(TRIPLES_INSERT, plain_tuple::<TRIPLE_PARAMS>, TRIPLE_PARAMS, "");
+static TRIPLES_SQL: InsertSql = InsertSql::new(
+    TRIPLES_INSERT,
+    plain_tuple::<TRIPLE_PARAMS>,
+    TRIPLE_PARAMS,
+    "",
+);
 
 impl PendingInserts {
     pub fn is_empty(&self) -> bool {
@@ -166,19 +174,36 @@ impl PendingInserts {
         missing.sort_unstable();
         missing.dedup();
         // Most ids a write names first are new: inserting first costs one index descent for
-        // those, and only the ids that already had a key are looked up after.
+        // those, and only the ids that already had a key are looked up after. When a statement
+        // inserts all its rows, their keys are the consecutive rowids ending at the last one
+        // (each row takes the largest rowid plus one, and keys are never removed), which the
+        // first row's key confirms; a statement that skipped some ids leaves its rows to the
+        // lookup.
         let keys = &mut self.keys;
-        insert_rows_returning(
+        insert_chunked(
             conn,
             &KEYS_SQL,
             &missing,
             app_pk,
             0,
             |statement, first, id| statement.raw_bind_parameter(first, id),
-            |row| {
-                let pk = row.get(1)?;
-                keys.insert(row.get(0)?, pk);
-                assigned.insert(pk);
+            |statement, ids| {
+                if statement.raw_execute()? != ids.len() {
+                    return Ok(());
+                }
+                let last = conn.last_insert_rowid();
+                let first = last - (ids.len() as i64 - 1);
+                let first_id: Option<String> = conn
+                    .prepare_cached("SELECT entity_id FROM entity_keys WHERE entity_pk = ?1")?
+                    .query_row([first], |row| row.get(0))
+                    .optional()?;
+                if first_id.as_deref() != ids.first().copied() {
+                    return Ok(());
+                }
+                for (pk, id) in (first..).zip(ids) {
+                    keys.insert(id.to_string(), pk);
+                    assigned.insert(pk);
+                }
                 Ok(())
             },
         )?;
@@ -290,8 +315,9 @@ impl PendingInserts {
         // An id keyed by this very call had no key before it, and every row refers to its
         // entity by key: nothing is stored for it yet, so its rows are all new. Only the rows
         // of the other ids are asked which ones `OR IGNORE` skips.
-        let (new_rows, other_rows): (Vec<_>, Vec<_>) =
-            rows.into_iter().partition(|(_, pk, _)| assigned.contains(pk));
+        let (new_rows, other_rows): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|(_, pk, _)| assigned.contains(pk));
         let bind = |statement: &mut Statement<'_>, first, (etype, pk, id): &(&str, i64, &str)| {
             statement.raw_bind_parameter(first, etype)?;
             statement.raw_bind_parameter(first + 1, pk)?;
@@ -324,8 +350,8 @@ impl PendingInserts {
         )?;
         for (etype, pk) in returned {
             // `other_rows` is sorted by (etype, key), and a key is one id.
-            if let Ok(found) = other_rows
-                .binary_search_by(|(e, p, _)| (*e, *p).cmp(&(etype.as_str(), pk)))
+            if let Ok(found) =
+                other_rows.binary_search_by(|(e, p, _)| (*e, *p).cmp(&(etype.as_str(), pk)))
             {
                 let (etype, _, id) = other_rows[found];
                 inserted.created.insert((etype, id));
@@ -359,7 +385,9 @@ fn insert_rows<T>(
     now: i64,
     bind: impl Fn(&mut Statement<'_>, usize, &T) -> Result<()>,
 ) -> Result<()> {
-    insert_rows_returning(conn, sql, rows, app_pk, now, bind, |_| Ok(()))
+    insert_chunked(conn, sql, rows, app_pk, now, bind, |statement, _| {
+        statement.raw_execute().map(drop)
+    })
 }
 
 /// [`insert_rows`] for a statement with a `RETURNING` clause, each returned row given to
@@ -372,6 +400,27 @@ fn insert_rows_returning<T>(
     now: i64,
     bind: impl Fn(&mut Statement<'_>, usize, &T) -> Result<()>,
     mut returned: impl FnMut(&Row<'_>) -> Result<()>,
+) -> Result<()> {
+    insert_chunked(conn, sql, rows, app_pk, now, bind, |statement, _| {
+        let mut result = statement.raw_query();
+        while let Some(row) = result.next()? {
+            returned(row)?;
+        }
+        Ok(())
+    })
+}
+
+/// Binds `rows` to multi-row statements of [`INSERT_CHUNKS`] rows (`?1` the app, `?2` the
+/// time, `bind` binds one row's own parameters from the given index on), and gives each
+/// bound statement and its rows to `run`, which runs it.
+fn insert_chunked<T>(
+    conn: &Connection,
+    sql: &InsertSql,
+    rows: &[T],
+    app_pk: i64,
+    now: i64,
+    bind: impl Fn(&mut Statement<'_>, usize, &T) -> Result<()>,
+    mut run: impl FnMut(&mut Statement<'_>, &[T]) -> Result<()>,
 ) -> Result<()> {
     let mut rest = rows;
     for (index, chunk) in INSERT_CHUNKS.into_iter().enumerate() {
@@ -386,10 +435,7 @@ fn insert_rows_returning<T>(
             for (index, row) in batch.iter().enumerate() {
                 bind(&mut statement, 3 + index * sql.params_per_row, row)?;
             }
-            let mut result = statement.raw_query();
-            while let Some(row) = result.next()? {
-                returned(row)?;
-            }
+            run(&mut statement, batch)?;
             rest = tail;
         }
     }
@@ -588,6 +634,44 @@ mod tests {
                 - count("SELECT entity_pk FROM entity_keys WHERE entity_id = 'id-000'"),
             73
         );
+    }
+
+    #[test]
+    fn keys_are_right_when_a_statement_skips_ids_that_have_one() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::store::SCHEMA_SQL).unwrap();
+        let mut first = PendingInserts::default();
+        for n in 0..4 {
+            first.push_entity("items", &format!("id-{n}"));
+        }
+        first.flush(&conn, 1, 1).unwrap();
+        // A later transaction: one statement of 8 ids, 4 of which have a key already.
+        let ids: Vec<String> = (0..4).chain(90..94).map(|n| format!("id-{n}")).collect();
+        let rows: Vec<(&str, &str)> = ids.iter().map(|id| ("items", id.as_str())).collect();
+        let mut later = PendingInserts::default();
+        let inserted = later.insert_entities(&conn, 1, 2, &rows).unwrap();
+        let mut created: Vec<&str> = inserted.created.iter().map(|(_, id)| *id).collect();
+        created.sort_unstable();
+        assert_eq!(created, ["id-90", "id-91", "id-92", "id-93"]);
+        assert!(inserted.new_ids.iter().all(|id| created.contains(id)));
+        for id in &ids {
+            let stored: i64 = conn
+                .query_row(
+                    "SELECT entity_pk FROM entity_keys WHERE entity_id = ?1",
+                    [id],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            assert_eq!(later.key(id).unwrap(), stored, "{id}");
+            let entity_pk: i64 = conn
+                .query_row(
+                    "SELECT entity_pk FROM entities WHERE entity_id = ?1",
+                    [id],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            assert_eq!(entity_pk, stored, "{id}");
+        }
     }
 
     #[test]

@@ -13,12 +13,24 @@ pub fn as_uuid(text: &str) -> Option<String> {
 
 /// Whether [`as_uuid`] accepts `text`, without making the canonical copy.
 pub fn is_uuid_text(text: &str) -> bool {
+    // What each of the 36 positions admits: a hex digit, or the dash at 8, 13, 18 and 23.
+    const DASH: [bool; 36] = {
+        let mut dash = [false; 36];
+        dash[8] = true;
+        dash[13] = true;
+        dash[18] = true;
+        dash[23] = true;
+        dash
+    };
     let bytes = text.as_bytes();
     bytes.len() == 36
-        && [8, 13, 18, 23].iter().all(|dash| bytes[*dash] == b'-')
-        && [0..8, 9..13, 14..18, 19..23, 24..36]
-            .into_iter()
-            .all(|group| bytes[group].iter().all(u8::is_ascii_hexdigit))
+        && bytes.iter().zip(DASH).all(|(byte, dash)| {
+            if dash {
+                *byte == b'-'
+            } else {
+                byte.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// The value as it is stored: UUID strings lowercased (keys included) and object keys in
@@ -64,6 +76,9 @@ pub fn storage_text(value: &Value) -> String {
         Value::Bool(true) => "true".to_string(),
         Value::Bool(false) => "false".to_string(),
         Value::Number(number) => number.to_string(),
+        Value::String(text) if !is_uuid_text(text) => {
+            serde_json::to_string(text).unwrap_or_default()
+        }
         _ => {
             let mut out = Vec::with_capacity(64);
             write_canonical(value, &mut out);
@@ -397,7 +412,9 @@ mod tests {
             assert_eq!(storage_text(&value), expected, "{value}");
         }
         assert_eq!(
-            storage_text(&json!({"6F9619FF-8B86-D011-B42D-00C04FC964FF": 1, "6f9619ff-8b86-d011-b42d-00c04fc964ff": 3})),
+            storage_text(
+                &json!({"6F9619FF-8B86-D011-B42D-00C04FC964FF": 1, "6f9619ff-8b86-d011-b42d-00c04fc964ff": 3})
+            ),
             r#"{"6f9619ff-8b86-d011-b42d-00c04fc964ff":3}"#
         );
     }

@@ -1262,7 +1262,10 @@ impl<'a> OrgGen<'a> {
                 ])
                 .filter(|kind| {
                     !(first_part_dropped
-                        && matches!(kind, CaseKind::PartKeyDuplicate | CaseKind::PartIdxDuplicate))
+                        && matches!(
+                            kind,
+                            CaseKind::PartKeyDuplicate | CaseKind::PartIdxDuplicate
+                        ))
                 });
             if let Some(kind) = extra {
                 let id = self.uuid();

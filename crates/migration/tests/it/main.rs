@@ -9,5 +9,5 @@ mod gen;
 mod io_input;
 mod support;
 mod transform_rules;
-mod verify;
 mod txplan;
+mod verify;

@@ -72,7 +72,10 @@ fn env_check_reports_a_missing_clerk_secret_and_never_prints_a_present_one() {
 #[test]
 fn env_check_of_a_missing_workspace_names_it() {
     let dir = crate::temp_dir("env-check").join("absent");
-    let run = threadmig(&["env", "check", "--workspace", &dir.to_string_lossy()], None);
+    let run = threadmig(
+        &["env", "check", "--workspace", &dir.to_string_lossy()],
+        None,
+    );
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
 }

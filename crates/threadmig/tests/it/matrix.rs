@@ -212,8 +212,7 @@ fn matrix_diagnose_runbook_and_phase1_on_a_generated_fleet() {
         "{}/phase1-plan.json",
         case["caseDir"].as_str().unwrap()
     )));
-    expect_test::expect!["schema-conflict ok safe plan_ok"]
-        .assert_eq(&rows(fleet, &phase1_matrix));
+    expect_test::expect!["schema-conflict ok safe plan_ok"].assert_eq(&rows(fleet, &phase1_matrix));
 
     // `schema phase1` straight from the diagnostics, for this org only.
     let (out, out_md) = (dir.join("p1.json"), dir.join("p1.md"));
