@@ -16,7 +16,7 @@ use crate::output::{now_rfc3339, print_json};
 use crate::Outcome;
 
 /// Rows being sorted at one time (two cell ranges: one mapped while the other is written).
-const SORT_BUDGET: usize = 96 << 20;
+const SORT_BUDGET: usize = 192 << 20;
 
 pub fn run(args: TransformArgs, json: bool) -> anyhow::Result<Outcome> {
     let now_ms = match &args.now {
