@@ -381,6 +381,14 @@ impl<'c> Engine<'c> {
             ));
         }
         let mut ops: Vec<Op> = auto_attrs.into_iter().map(Op::AddAttr).collect();
+        // About one op per attribute of a step, plus its `id`: ops are large, so the vector
+        // is sized once rather than grown.
+        ops.reserve(
+            steps
+                .iter()
+                .map(|step| 1 + step.get(3).and_then(Value::as_object).map_or(0, Map::len))
+                .sum(),
+        );
         for step in steps {
             self.expand_step(step, &mut ops)?;
         }
@@ -595,7 +603,6 @@ impl<'c> Engine<'c> {
                     },
                     mode,
                 });
-                ops.reserve(items.get(3).and_then(Value::as_object).map_or(0, Map::len));
                 for (label, value) in obj {
                     let a = attr_named(label)?;
                     ops.push(if action == "merge" {
