@@ -16,7 +16,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use indexmap::IndexMap;
-use instant_api::http::{HttpInstantApi, ResilienceConfig};
+use instant_api::http::HttpInstantApi;
 use instant_api::{ApiError, AppAuth, InstantApi, SchemaPlanResponse, SchemaPushRequest};
 use instant_local::directory::LocalDirectory;
 use instant_local::Store;
@@ -27,9 +27,9 @@ use org_directory::{ClerkDirectory, CredentialsOutcome, OrgDirectory};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::cli::{InstantHttpArgs, SchemaPlanArgs};
+use crate::cli::SchemaPlanArgs;
+use crate::connect::resilience;
 use crate::output::{now_rfc3339, print_json, write_atomic};
 use crate::Outcome;
 
@@ -127,16 +127,6 @@ pub fn run(args: SchemaPlanArgs, json: bool) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Findings
     })
-}
-
-fn resilience(http: &InstantHttpArgs) -> ResilienceConfig {
-    ResilienceConfig {
-        timeout: Duration::from_secs(http.http_timeout_secs),
-        max_retries: http.http_max_retries,
-        max_concurrency: usize::try_from(http.http_max_concurrency).unwrap_or(usize::MAX),
-        max_requests_per_second: (http.http_max_rps > 0.0).then_some(http.http_max_rps),
-        ..ResilienceConfig::default()
-    }
 }
 
 /// The app's credentials: from `--admin-token-file` when given, else from the organisation
