@@ -326,6 +326,15 @@ struct Engine<'c> {
     touched_set: FxHashSet<(String, String)>,
     /// Per namespace, its indexed blob attributes (they get null triples on entity creation).
     indexed_blobs: FxHashMap<String, Vec<usize>>,
+    /// The transaction only adds triples (and attributes): nothing it does removes an entity
+    /// row or a value, so what it wrote is what the end-of-transaction check would read back.
+    only_adds: bool,
+    /// Entity rows this transaction created, as (entity, namespace).
+    rows_created: FxHashSet<(String, String)>,
+    /// The last value this transaction wrote to each required attribute of an entity: non-null
+    /// or not. With [`Engine::only_adds`], an entity whose row it created and whose required
+    /// attributes it all wrote non-null passes the required check without a query.
+    required_written: FxHashMap<(String, usize), bool>,
 }
 
 type Res<T> = Result<T, ApiError>;
@@ -343,6 +352,9 @@ impl<'c> Engine<'c> {
             touched: Vec::new(),
             touched_set: FxHashSet::default(),
             indexed_blobs: FxHashMap::default(),
+            only_adds: false,
+            rows_created: FxHashSet::default(),
+            required_written: FxHashMap::default(),
         })
     }
 
@@ -399,6 +411,7 @@ impl<'c> Engine<'c> {
         self.expand_cascades(&mut ops)?;
         self.prevent_system_column_updates(&ops)?;
         let groups = group_by_kind(ops, &order);
+        self.only_adds = groups.iter().all(|(kind, _)| matches!(kind, 0 | 2));
 
         self.assert_write_allowed()?;
         self.validate_mode(&groups)?;
@@ -1500,8 +1513,42 @@ impl<'c> Engine<'c> {
                     .filter(|id| !inserted.new_ids.contains(id)),
             )
             .map_err(sql_error)?;
-        let mut fresh: FxHashSet<&str> =
-            FxHashSet::with_capacity_and_hasher(created_rows.len(), Default::default());
+        // Entities whose row this group created and that held no triple: all their triples
+        // are plain inserts, whatever their position in the group.
+        let fresh: FxHashSet<&str> = triples
+            .iter()
+            .enumerate()
+            .filter(|(position, (entity, a, _))| {
+                let attr = &self.catalog.attrs[*a];
+                attr.label == "id"
+                    && is_kept(*position, entity, *a, attr.card_one)
+                    && created_rows.contains(&(etype_of(*a), *entity))
+                    && !had_triples.contains(*entity)
+            })
+            .map(|(_, (entity, _, _))| *entity)
+            .collect();
+        // A cardinality-one value of any other entity replaces the stored one if there is
+        // one: which (entity, attribute) pairs hold a triple is asked per attribute for all
+        // the group's ids at once, instead of an `UPDATE` tried per value.
+        let mut replace_ids: FxHashMap<usize, Vec<&str>> = FxHashMap::default();
+        for (position, (entity, a, _)) in triples.iter().enumerate() {
+            let attr = &self.catalog.attrs[*a];
+            if attr.card_one
+                && attr.label != "id"
+                && !fresh.contains(*entity)
+                && is_kept(position, entity, *a, attr.card_one)
+            {
+                replace_ids.entry(*a).or_default().push(entity);
+            }
+        }
+        let mut stored: FxHashMap<usize, FxHashSet<String>> = FxHashMap::default();
+        for (a, ids) in replace_ids {
+            let pk = self.live_attr(a)?.pk;
+            let found = IdProbe::HasAttr
+                .matching(self.db()?, self.app.app_pk, pk, ids)
+                .map_err(sql_error)?;
+            stored.insert(a, found);
+        }
         let mut new_entities: Vec<(&str, usize)> = Vec::new();
         for (position, (entity, a, value)) in triples.iter().enumerate() {
             let attr = self.live_attr(*a)?;
@@ -1511,8 +1558,9 @@ impl<'c> Engine<'c> {
             if attr.label == "id" {
                 let etype = etype_of(*a);
                 if created_rows.remove(&(etype, *entity)) {
-                    if !had_triples.contains(*entity) {
-                        fresh.insert(entity);
+                    if self.only_adds && self.required_etypes.contains(etype) {
+                        self.rows_created
+                            .insert((entity.to_string(), etype.to_string()));
                     }
                     if self.indexed_blobs.contains_key(etype) {
                         new_entities.push((entity, *a));
@@ -1521,7 +1569,9 @@ impl<'c> Engine<'c> {
                 }
                 continue;
             }
-            self.write_triple(entity, *a, value, fresh.contains(entity))?;
+            let nothing_stored = fresh.contains(entity)
+                || (attr.card_one && !stored.get(a).is_some_and(|ids| ids.contains(*entity)));
+            self.write_triple(entity, *a, value, nothing_stored)?;
             if self
                 .indexed_blobs
                 .contains_key(&self.catalog.attrs[*a].etype)
@@ -1578,9 +1628,16 @@ impl<'c> Engine<'c> {
     }
 
     /// Writes one triple with the checks of the server's `triples` table: value size for
-    /// indexed values, link values, checked data types, then unique values. `fresh` entities
-    /// have no triple yet, so nothing needs replacing.
-    fn write_triple(&mut self, entity: &str, a: usize, value: &Value, fresh: bool) -> Res<()> {
+    /// indexed values, link values, checked data types, then unique values. With
+    /// `nothing_stored` the caller knows the entity holds no triple of the attribute, so
+    /// nothing needs replacing.
+    fn write_triple(
+        &mut self,
+        entity: &str,
+        a: usize,
+        value: &Value,
+        nothing_stored: bool,
+    ) -> Res<()> {
         let attr = self.live_attr(a)?;
         let text = storage_text(value);
         if (attr.is_ref || attr.unique || attr.indexed)
@@ -1689,7 +1746,7 @@ impl<'c> Engine<'c> {
         let (pk, card_one, bit) = (attr.pk, attr.card_one, values::inferred_type_bit(value));
         let av = !attr.is_ref && (attr.unique || attr.indexed);
         let app_pk = self.app.app_pk;
-        if card_one && !fresh {
+        if card_one && !nothing_stored {
             let updated = self
                 .db()?
                 .prepare_cached(
@@ -1725,6 +1782,14 @@ impl<'c> Engine<'c> {
             );
         }
         self.catalog.attrs[a].inferred |= bit;
+        if self.only_adds && self.catalog.attrs[a].required {
+            let written = self
+                .required_written
+                .entry((entity.to_string(), a))
+                .or_insert(false);
+            // Cardinality many keeps every value: one non-null value stays.
+            *written = !value.is_null() || (!card_one && *written);
+        }
         if self.required_etypes.contains(&self.catalog.attrs[a].etype) {
             let etype = self.catalog.attrs[a].etype.clone();
             self.touch(entity, &etype);
@@ -1931,6 +1996,42 @@ impl<'c> Engine<'c> {
         for (entity, etype) in &self.touched {
             ids_by_etype.entry(etype).or_default().push(entity);
         }
+        // Entities this transaction created with every required value (see `only_adds`)
+        // need no query.
+        let mut proven: FxHashSet<(&str, &str)> = FxHashSet::default();
+        if self.only_adds {
+            for (etype, ids) in ids_by_etype.iter_mut() {
+                let required: Vec<usize> = self
+                    .catalog
+                    .attrs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, attr)| {
+                        attr.etype == *etype
+                            && attr.required
+                            && attr.label != "id"
+                            && attr.pk != 0
+                            && !attr.deleted
+                    })
+                    .map(|(index, _)| index)
+                    .collect();
+                ids.retain(|id| {
+                    let complete = self
+                        .rows_created
+                        .contains(&(id.to_string(), etype.to_string()))
+                        && required.iter().all(|index| {
+                            self.required_written
+                                .get(&(id.to_string(), *index))
+                                .copied()
+                                .unwrap_or(false)
+                        });
+                    if complete {
+                        proven.insert((*id, *etype));
+                    }
+                    !complete
+                });
+            }
+        }
         let mut with_row: FxHashMap<&str, FxHashSet<String>> = FxHashMap::default();
         let mut alive: FxHashMap<&str, FxHashSet<String>> = FxHashMap::default();
         let mut with_value: FxHashMap<usize, FxHashSet<String>> = FxHashMap::default();
@@ -1957,6 +2058,9 @@ impl<'c> Engine<'c> {
         }
         let mut records = Vec::new();
         for (entity, etype) in &self.touched {
+            if proven.contains(&(entity.as_str(), etype.as_str())) {
+                continue;
+            }
             let has_id = with_row[etype.as_str()].contains(entity);
             if !alive[etype.as_str()].contains(entity) {
                 continue;

@@ -43,8 +43,10 @@ pub struct Source {
 
 /// What the transform reads: the five legacy namespaces with the links it maps (the esolbay
 /// `whatsappMessages` / `emails` on events included; a label the app does not have comes back
-/// empty), and the `thread_threads` that already exist (their keys are reused).
-pub const SOURCES: [Source; 6] = [
+/// empty), the `thread_threads` that already exist (their keys are reused) and the
+/// `thread_contexts` that already exist (a key one of them holds is not given to a migrated
+/// context, which would fail the unique `key` at apply).
+pub const SOURCES: [Source; 7] = [
     Source {
         namespace: "context_contexts",
         links: &["currentExecution"],
@@ -67,6 +69,10 @@ pub const SOURCES: [Source; 6] = [
     },
     Source {
         namespace: "thread_threads",
+        links: &[],
+    },
+    Source {
+        namespace: "thread_contexts",
         links: &[],
     },
 ];

@@ -312,10 +312,13 @@ struct Inputs {
     /// Legacy context id -> key (`01-extract/context_contexts.ndjson`, typed as the transform
     /// types it).
     legacy_keys: Result<HashMap<Uuid, String>, String>,
-    /// Contexts whose key the transform omitted under `key_conflict` (reported, not kept).
+    /// Contexts whose key the transform omitted under `key_conflict` or
+    /// `thread_context_key_conflict` (reported, not kept).
     key_conflicts: Result<HashSet<Uuid>, String>,
     /// `thread_threads` that existed before the migration (`01-extract/thread_threads.ndjson`).
     preexisting_threads: HashSet<Uuid>,
+    /// `thread_contexts` that existed before the migration (`01-extract/thread_contexts.ndjson`).
+    preexisting_contexts: HashSet<Uuid>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,6 +345,17 @@ fn read_ndjson(path: &Path, mut row: impl FnMut(u64, &[u8])) -> Result<(), Strin
 }
 
 impl Inputs {
+    /// Rows of `ns` that were in the target before the migration: allowed beside the
+    /// transform output, and compared leniently.
+    fn preexisting(&self, ns: TargetNamespace) -> &HashSet<Uuid> {
+        static NONE: std::sync::OnceLock<HashSet<Uuid>> = std::sync::OnceLock::new();
+        match ns {
+            TargetNamespace::ThreadThreads => &self.preexisting_threads,
+            TargetNamespace::ThreadContexts => &self.preexisting_contexts,
+            _ => NONE.get_or_init(HashSet::new),
+        }
+    }
+
     fn load(config: &VerifyConfig) -> Inputs {
         let extract = &config.extract_dir;
         let transform = &config.transform_dir;
@@ -391,8 +405,12 @@ impl Inputs {
             read_ndjson(&path, |ordinal, text| {
                 match serde_json::from_slice::<Reject>(text) {
                     Ok(reject) => {
-                        if reject.rule == Rule::KeyConflict
-                            && reject.namespace == LegacyNamespace::ContextContexts.as_str()
+                        // Both rules leave the context without its legacy key: taken by
+                        // another context, or held by a pre-existing thread_contexts row.
+                        if matches!(
+                            reject.rule,
+                            Rule::KeyConflict | Rule::ThreadContextKeyConflict
+                        ) && reject.namespace == LegacyNamespace::ContextContexts.as_str()
                         {
                             if let Some((id, _)) = parse_uuid(&reject.id) {
                                 ids.insert(id);
@@ -408,24 +426,30 @@ impl Inputs {
             })
             .and_then(|_| bad.map_or(Ok(ids), Err))
         };
-        let mut preexisting_threads = HashSet::new();
-        let _ = read_ndjson(&extract.join("thread_threads.ndjson"), |_, text| {
-            #[derive(Deserialize)]
-            struct Id {
-                id: Option<String>,
-            }
-            if let Ok(Id { id: Some(id) }) = serde_json::from_slice(text) {
-                if let Some((id, _)) = parse_uuid(&id) {
-                    preexisting_threads.insert(id);
+        let preexisting = |namespace: &str| {
+            let mut ids = HashSet::new();
+            let _ = read_ndjson(&extract.join(format!("{namespace}.ndjson")), |_, text| {
+                #[derive(Deserialize)]
+                struct Id {
+                    id: Option<String>,
                 }
-            }
-        });
+                if let Ok(Id { id: Some(id) }) = serde_json::from_slice(text) {
+                    if let Some((id, _)) = parse_uuid(&id) {
+                        ids.insert(id);
+                    }
+                }
+            });
+            ids
+        };
+        let preexisting_threads = preexisting("thread_threads");
+        let preexisting_contexts = preexisting("thread_contexts");
         Inputs {
             transform: transform_counts,
             extracted,
             legacy_keys,
             key_conflicts,
             preexisting_threads,
+            preexisting_contexts,
         }
     }
 }
@@ -931,10 +955,7 @@ impl Merge<'_> {
         match matched {
             Some(expected) => self.both(&row, expected),
             None => {
-                if id.is_some_and(|id| {
-                    self.spec.ns == TargetNamespace::ThreadThreads
-                        && self.inputs.preexisting_threads.contains(&id)
-                }) {
+                if id.is_some_and(|id| self.inputs.preexisting(self.spec.ns).contains(&id)) {
                     self.allowed_extra += 1;
                 } else {
                     let ns = self.spec.ns;
@@ -1478,11 +1499,7 @@ fn check_namespace(
         ));
     } else {
         let picked = std::mem::take(&mut merge.sample).into_vec();
-        let lenient = if ns == TargetNamespace::ThreadThreads {
-            inputs.preexisting_threads.clone()
-        } else {
-            HashSet::new()
-        };
+        let lenient = inputs.preexisting(ns).clone();
         let tally = compare_sample(api, auth, spec, &expected_path, picked, &lenient)?;
         out.push(tally.finish(&sample_id));
     }

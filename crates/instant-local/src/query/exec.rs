@@ -438,6 +438,26 @@ impl<'a> Reader<'a> {
         page: &Page,
     ) -> Result<Vec<(String, i64)>, ApiError> {
         let backwards = page.desc != page.last;
+        let unfiltered = plan.filter.shared.is_empty() && plan.filter.groups.is_empty();
+        if unfiltered {
+            // Every row matches: SQLite skips the offset inside the index walk, without a row
+            // being read out (paging through a namespace with `offset` would otherwise cost a
+            // materialised id per skipped row, quadratic over the pages).
+            let sql = if backwards {
+                "SELECT entity_id, created_at FROM entities WHERE app_pk = ?1 AND etype = ?2 ORDER BY created_at DESC, entity_id DESC LIMIT ?3 OFFSET ?4"
+            } else {
+                "SELECT entity_id, created_at FROM entities WHERE app_pk = ?1 AND etype = ?2 ORDER BY created_at, entity_id LIMIT ?3 OFFSET ?4"
+            };
+            let mut statement = self.conn.prepare_cached(sql).map_err(sql_error)?;
+            let limit = page.limit.unwrap_or(-1);
+            let offset = page.offset.unwrap_or(0).max(0);
+            let rows = statement
+                .query_map(params![self.app_pk, etype, limit, offset], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .map_err(sql_error)?;
+            return rows.collect::<Result<_, _>>().map_err(sql_error);
+        }
         let sql = if backwards {
             "SELECT entity_id, created_at FROM entities WHERE app_pk = ?1 AND etype = ?2 ORDER BY created_at DESC, entity_id DESC"
         } else {

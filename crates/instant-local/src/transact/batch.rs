@@ -460,7 +460,8 @@ fn values_sql(head: &str, tuple: Tuple, params_per_row: usize, rows: usize) -> S
 const PROBE_CHUNK: usize = 128;
 
 /// Which of many entity ids satisfy a condition, one query per [`PROBE_CHUNK`] ids. Each probe
-/// has a scope (`?2`): a namespace, or an attribute's `attr_pk` for [`IdProbe::HasValue`].
+/// has a scope (`?2`): a namespace, or an attribute's `attr_pk` for [`IdProbe::HasValue`] and
+/// [`IdProbe::HasAttr`].
 #[derive(Debug, Clone, Copy)]
 pub enum IdProbe {
     /// The id has at least one triple, in any namespace (scope unused).
@@ -474,6 +475,8 @@ pub enum IdProbe {
     HasValueIn,
     /// The id holds a non-null value of the attribute.
     HasValue,
+    /// The id holds a triple of the attribute, null or not.
+    HasAttr,
 }
 
 impl IdProbe {
@@ -498,6 +501,10 @@ impl IdProbe {
             IdProbe::HasValue => {
                 "EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_pk = keyed.pk \
                  AND attr_pk = ?2 AND value <> 'null')"
+            }
+            IdProbe::HasAttr => {
+                "EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_pk = keyed.pk \
+                 AND attr_pk = ?2)"
             }
         }
     }

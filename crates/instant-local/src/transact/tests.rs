@@ -917,6 +917,51 @@ fn required_attributes_are_checked_at_the_end() {
     );
 }
 
+/// A transaction of adds only proves new entities complete from what it wrote, without
+/// reading them back: the last value written counts, a cardinality-many value once written
+/// stays, and anything not written by this transaction is still read from the store.
+#[test]
+fn required_check_of_created_entities_follows_the_last_value_written() {
+    let f = fixture();
+    f.attr("users", "name", json!({"required?": true}));
+    f.attr(
+        "users",
+        "tags",
+        json!({"required?": true, "cardinality": "many"}),
+    );
+    // Written, then overwritten with null in the same transaction: missing.
+    let error = f.err(json!([
+        ["update", "users", id(1), {"name": "a", "tags": "x"}],
+        ["update", "users", id(1), {"name": null}],
+    ]));
+    assert_eq!(
+        error.message,
+        format!("Missing required attribute `users/name`: {}", id(1))
+    );
+    // A null added to a cardinality-many attribute keeps the value written before it.
+    f.ok(json!([
+        ["update", "users", id(2), {"name": "b", "tags": "x"}],
+        ["update", "users", id(2), {"tags": null}],
+    ]));
+    // A row created by this transaction whose required value is only in the store: read.
+    f.ok(json!([["update", "users", id(3), {"name": "c", "tags": "y"}]]));
+    f.ok(json!([["update", "users", id(3), {"other": 1}]]));
+    // A link (an existing entity, cardinality one) replaces the stored value.
+    f.link_attr(
+        "posts",
+        "author",
+        "users",
+        "posts",
+        json!({"cardinality": "one"}),
+    );
+    f.ok(json!([
+        ["update", "posts", id(10), {"title": "t"}],
+        ["link", "posts", id(10), {"author": id(2)}],
+    ]));
+    f.ok(json!([["link", "posts", id(10), {"author": id(3)}]]));
+    assert_eq!(f.value("posts", &id(10), "author"), Some(json!(id(3))));
+}
+
 #[test]
 fn atomicity_a_failing_step_writes_nothing() {
     let f = fixture();

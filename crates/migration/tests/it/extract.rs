@@ -216,13 +216,15 @@ fn ids_of(path: &Path) -> Vec<String> {
         .collect()
 }
 
-const LEGACY: [(Ns, &str); 6] = [
+/// What the extract reads: the five legacy namespaces and the thread rows that already exist.
+const LEGACY: [(Ns, &str); 7] = [
     (Ns::ContextContexts, "context_contexts"),
     (Ns::ContextEvents, "context_events"),
     (Ns::StoryExecutions, "story_executions"),
     (Ns::StorySteps, "story_steps"),
     (Ns::StoryParts, "story_parts"),
     (Ns::ThreadThreads, "thread_threads"),
+    (Ns::ThreadContexts, "thread_contexts"),
 ];
 
 #[test]
@@ -293,6 +295,7 @@ fn tiny_pages_extract_exactly_the_generated_rows() {
             "story_parts.ndjson",
             "story_steps.ndjson",
             "summary.json",
+            "thread_contexts.ndjson",
             "thread_threads.ndjson"
         ]
     );

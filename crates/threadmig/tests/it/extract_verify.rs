@@ -231,7 +231,7 @@ fn extract_transform_write_verify_on_a_generated_workspace() {
     assert_eq!(summary["runId"], "r1");
     assert_eq!(summary["orgId"], json!(org));
     assert_eq!(summary["namespaces"]["context_events"], json!(events));
-    assert_eq!(summary["namespaces"].as_object().unwrap().len(), 6);
+    assert_eq!(summary["namespaces"].as_object().unwrap().len(), 7);
     assert_eq!(
         PathBuf::from(summary["out"].as_str().unwrap()),
         fleet.run_dir("r1").join("01-extract")
