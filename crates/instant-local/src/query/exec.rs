@@ -48,22 +48,6 @@ fn parse_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
 
-/// [`Reader::linked_entities`] forward: the link's targets that exist in the namespace. The
-/// unary `+` keeps `ref_id IS NOT NULL` from being used as a range on `triples_by_ref`, which
-/// the planner otherwise prefers to the primary key here (a scan of every link of the app).
-pub(super) const LINKED_FORWARD_SQL: &str = "SELECT t.ref_id, e.created_at FROM triples t \
-     CROSS JOIN entity_keys k ON k.app_pk = ?1 AND k.entity_id = t.ref_id \
-     CROSS JOIN entities e ON e.app_pk = ?1 AND e.etype = ?4 AND e.entity_pk = k.entity_pk \
-     WHERE t.app_pk = ?1 AND t.entity_pk = \
-     (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) \
-     AND t.attr_pk = ?3 AND +t.ref_id IS NOT NULL";
-
-/// [`Reader::linked_entities`] reverse: the entities of the namespace that link to the id.
-pub(super) const LINKED_REVERSE_SQL: &str = "SELECT k.entity_id, e.created_at FROM triples t \
-     CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
-     CROSS JOIN entities e ON e.app_pk = ?1 AND e.etype = ?4 AND e.entity_pk = k.entity_pk \
-     WHERE t.app_pk = ?1 AND t.ref_id = ?2 AND t.attr_pk = ?3";
-
 impl<'a> Reader<'a> {
     pub fn new(conn: &'a Connection, app_pk: i64, catalogue: &'a Catalogue) -> Reader<'a> {
         Reader {
@@ -122,32 +106,6 @@ impl<'a> Reader<'a> {
             .query_map(params![self.app_pk, id, attr_pk], |row| row.get(0))
             .map_err(sql_error)?
             .collect::<Result<Vec<String>, _>>()
-            .map_err(sql_error);
-        rows
-    }
-
-    /// The entities of `etype` linked to `id` through the attribute, with their creation
-    /// times: [`Reader::linked`] and [`Reader::created_at`] in one statement, as nested link
-    /// queries ask them for every parent row.
-    fn linked_entities(
-        &self,
-        id: &str,
-        attr_pk: i64,
-        forward: bool,
-        etype: &str,
-    ) -> Result<Vec<(String, i64)>, ApiError> {
-        let sql = if forward {
-            LINKED_FORWARD_SQL
-        } else {
-            LINKED_REVERSE_SQL
-        };
-        let mut statement = self.conn.prepare_cached(sql).map_err(sql_error)?;
-        let rows = statement
-            .query_map(params![self.app_pk, id, attr_pk, etype], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .map_err(sql_error)?
-            .collect::<Result<Vec<(String, i64)>, _>>()
             .map_err(sql_error);
         rows
     }
@@ -699,13 +657,15 @@ impl<'a> Reader<'a> {
         if plan.missing || plan.aggregate {
             return Ok(empty);
         }
-        let mut linked = self.linked_entities(parent, link.attr_pk, link.forward, etype)?;
-        linked.sort();
-        linked.dedup_by(|a, b| a.0 == b.0);
-        let mut rows = Vec::with_capacity(linked.len());
-        for (id, created_at) in linked {
-            if self.matches(&plan.filter, &id)? {
-                rows.push((id, created_at));
+        let mut ids = self.linked(parent, link.attr_pk, link.forward)?;
+        ids.sort();
+        ids.dedup();
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(created_at) = self.created_at(etype, &id)? {
+                if self.matches(&plan.filter, &id)? {
+                    rows.push((id, created_at));
+                }
             }
         }
         // Child `limit`/`first`/`last` are ignored like on the server (page info is top-level

@@ -9,7 +9,7 @@ use rusqlite::params;
 use serde_json::{json, Value};
 
 use super::dates;
-use super::exec::{like, LINKED_FORWARD_SQL, LINKED_REVERSE_SQL};
+use super::exec::like;
 use crate::store::{insert_attr, App, Store};
 
 /// A readable fixed id: `uid(7)` is `00000000-0000-4000-8000-000000000007`.
@@ -1176,34 +1176,4 @@ fn indexed_equality_over_a_million_entities() {
         paged_elapsed
     );
     assert!(timings[timings.len() / 2] < std::time::Duration::from_millis(10));
-}
-
-/// Nested link queries first fetched the linked ids, then each id's creation time; joined into
-/// one statement, the planner walked `triples_by_ref` over every link of the app for the forward
-/// direction (`ref_id IS NOT NULL` as a range), and an extract of 100k events took minutes.
-#[test]
-fn regression_linked_entities_seek_by_key_not_scan_every_link() {
-    let f = Fixture::new();
-    let conn = f.store.conn();
-    let plan = |sql: &str| -> String {
-        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let rows = statement
-            .query_map(params![f.app.app_pk, uid(1), 7, "items"], |row| {
-                row.get::<_, String>(3)
-            })
-            .unwrap();
-        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
-    };
-    expect![[r#"
-        SEARCH t USING PRIMARY KEY (app_pk=? AND entity_pk=? AND attr_pk=?)
-        SCALAR SUBQUERY 1
-        SEARCH entity_keys USING COVERING INDEX sqlite_autoindex_entity_keys_1 (app_pk=? AND entity_id=?)
-        SEARCH k USING COVERING INDEX sqlite_autoindex_entity_keys_1 (app_pk=? AND entity_id=?)
-        SEARCH e USING PRIMARY KEY (app_pk=? AND etype=? AND entity_pk=?)"#]]
-    .assert_eq(&plan(LINKED_FORWARD_SQL));
-    expect![[r#"
-        SEARCH t USING COVERING INDEX triples_by_ref (app_pk=? AND ref_id=? AND attr_pk=?)
-        SEARCH k USING INTEGER PRIMARY KEY (rowid=?)
-        SEARCH e USING PRIMARY KEY (app_pk=? AND etype=? AND entity_pk=?)"#]]
-    .assert_eq(&plan(LINKED_REVERSE_SQL));
 }
