@@ -336,8 +336,11 @@ impl Runner<'_, '_> {
                 return Ok(Outcome::Blocked {
                     stage: "approval".into(),
                     reason: format!(
-                        "the approved sha256 {approved} is not the plan's ({sha256}); review the \
-                         new plan and approve its hash"
+                        "the approved sha256 {approved} is not the plan's ({sha256}, built with \
+                         --batch-size {batch_size}): the data changed since the plan was \
+                         reviewed, or it was reviewed with another --batch-size; review the new \
+                         plan and approve its hash",
+                        batch_size = self.options.batch_size
                     ),
                 })
             }

@@ -1029,6 +1029,30 @@ fn default_schema_and_whatsapp_links_migrate_or_name_the_missing_label() {
     );
 }
 
+/// The plan's sha256 depends on `--batch-size`: approving the hash of a dry run made with
+/// another batch size is refused at the approval, nothing is applied, and the reason names
+/// the batch size the new plan was built with.
+#[test]
+fn an_approval_from_a_dry_run_with_another_batch_size_is_refused_naming_it() {
+    let mut fleet = Fleet::generate("batch-size", &ci_spec());
+    let sha = fleet.dry_run("batch-size", CI_BATCH_SIZE, &[]);
+    let args = fleet.migrate_args("batch-size", CI_BATCH_SIZE + 5, &["--approve", &sha]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = fleet.run(&args, &[1]);
+    let result = &output.json()["orgs"][0];
+    assert_eq!(result["status"], "blocked", "{result}");
+    assert_eq!(result["outcome"]["stage"], "approval", "{result}");
+    let reason = result["outcome"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("--batch-size {}", CI_BATCH_SIZE + 5)) && reason.contains(&sha),
+        "{reason}"
+    );
+    assert!(!fleet
+        .run_dir("batch-size")
+        .join("03-apply/journal.ndjson")
+        .exists());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Figures for bench/migrate.sh
 
