@@ -916,10 +916,9 @@ impl Runner<'_, '_> {
                 }
             };
             body.push(b'\n');
-            for (path, bytes) in [(out, body), (out_md, report.to_markdown().into_bytes())] {
-                if let Err(error) = migration::io::write_atomic(path, &bytes) {
-                    return Outcome::failed(format!("{}: {error}", path.display()));
-                }
+            if let Err(error) = matrix::write_report_pair(out, &body, out_md, &report.to_markdown())
+            {
+                return Outcome::failed(format!("writing {}: {error}", out.display()));
             }
             let evaluation = &report.evaluation;
             run.overridden = evaluation
@@ -1003,10 +1002,9 @@ impl Runner<'_, '_> {
                 }
             };
             body.push(b'\n');
-            for (path, bytes) in [(out, body), (out_md, report.to_markdown().into_bytes())] {
-                if let Err(error) = migration::io::write_atomic(path, &bytes) {
-                    return Outcome::failed(format!("{}: {error}", path.display()));
-                }
+            if let Err(error) = matrix::write_report_pair(out, &body, out_md, &report.to_markdown())
+            {
+                return Outcome::failed(format!("writing {}: {error}", out.display()));
             }
             let counts: Vec<String> = MigrationState::ALL
                 .iter()

@@ -12,7 +12,7 @@ use instant_local::engine::LocalEngine;
 use instant_schema::{BuiltinSchema, Cardinality, Link, LinkEnd};
 use serde_json::Value;
 
-use crate::{temp_dir, threadmig};
+use crate::{env_or, temp_dir, threadmig};
 
 /// One generated org in an embedded workspace, transformed into a run folder, its app
 /// carrying the target schema.
@@ -509,13 +509,6 @@ fn regression_preexisting_thread_context_key_failed_apply() {
         &org.org_id,
     ]);
     assert_eq!(verified["ok"], true, "{verified}");
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
 }
 
 /// `bench/e2e.sh`: issue 6's end-to-end chain on the embedded engine, each stage a

@@ -55,6 +55,14 @@ pub fn fixture(relative: &str) -> String {
         .into_owned()
 }
 
+/// A benchmark setting from the environment, else its default.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A fresh, empty directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("threadmig-it-{}-{name}", std::process::id()));

@@ -18,7 +18,7 @@ use instant_local::engine::LocalEngine;
 use instant_local::store::{Store, DATABASE_FILE};
 use serde_json::Value;
 
-use crate::{temp_dir, workspace_root};
+use crate::{env_or, temp_dir, workspace_root};
 
 /// Set in the environment of every command: it must never come out anywhere.
 const FAKE_CLERK_SECRET: &str = "sk_test_threadmigFAKEclerkSECRETnotForUse0123456789";
@@ -1055,13 +1055,6 @@ fn an_approval_from_a_dry_run_with_another_batch_size_is_refused_naming_it() {
 
 // ---------------------------------------------------------------------------------------------
 // Figures for bench/migrate.sh
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 /// `name ms, …` per stage of the last `migrate` of a run, from its report.
 fn stage_times(fleet: &Fleet, run_id: &str) -> String {
