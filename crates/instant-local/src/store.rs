@@ -17,7 +17,12 @@
 //! - `triples`: every other value, `value` being the JSON text (`null` for a stored null), with
 //!   `num` (numbers, and dates as epoch ms) for comparisons and ordering, and `ref_id` (the
 //!   target id of a link, as text: a link may point at an entity that does not exist yet) for
-//!   reverse traversal through `triples_by_ref`. `av` is 1 on the triples of unique or indexed
+//!   reverse traversal through `triples_by_ref`. **A value is never part of a B-tree key of
+//!   unbounded size**: `triples` is a rowid table, unique on `(app_pk, entity_pk, attr_pk,
+//!   vkey)` where `vkey` is the value itself when it is short and a digest of it otherwise
+//!   (see [`value_key`]). When values were in the key, every seek through a cell holding a
+//!   large JSON value read the value's overflow pages, and writes of realistic rows ran at a
+//!   fraction of the speed of small ones. `av` is 1 on the triples of unique or indexed
 //!   data attributes, and only those are in the value indexes, as only those are in Instant's
 //!   `av` index: value-index inserts are most of the cost of a write, and the other attributes
 //!   are never looked up by value through an index (where-clauses on them scan the namespace).
@@ -33,6 +38,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use instant_api::{ApiError, AppAuth};
 use instant_schema::{AttrKind, Cardinality, Identity, ServerAttr};
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 
@@ -45,8 +51,9 @@ pub const DATABASE_FILE: &str = "instant.sqlite3";
 
 /// Bumped when [`SCHEMA_SQL`] changes incompatibly; a workspace of another version is refused.
 /// There is no in-place upgrade yet: a workspace of an older format is refused with
-/// [`StoreError::Format`] and has to be recreated (format 3 introduced integer entity keys).
-pub const FORMAT_VERSION: &str = "3";
+/// [`StoreError::Format`] and has to be recreated (format 3 introduced integer entity keys,
+/// format 4 took the values out of the `triples` key).
+pub const FORMAT_VERSION: &str = "4";
 
 pub const SCHEMA_SQL: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -123,15 +130,16 @@ CREATE TABLE IF NOT EXISTS triples (
   entity_pk INTEGER NOT NULL,
   attr_pk INTEGER NOT NULL,
   value TEXT NOT NULL,
+  vkey NOT NULL,
   num REAL,
   ref_id TEXT,
   av INTEGER NOT NULL DEFAULT 0,
-  created_at INTEGER NOT NULL,
-  PRIMARY KEY (app_pk, entity_pk, attr_pk, value)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS triples_by_value ON triples (app_pk, attr_pk, value) WHERE av = 1;
-CREATE INDEX IF NOT EXISTS triples_by_num ON triples (app_pk, attr_pk, num) WHERE av = 1 AND num IS NOT NULL;
-CREATE INDEX IF NOT EXISTS triples_by_ref ON triples (app_pk, ref_id, attr_pk) WHERE ref_id IS NOT NULL;
+  created_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS triples_eav ON triples (app_pk, entity_pk, attr_pk, vkey);
+CREATE INDEX IF NOT EXISTS triples_by_value ON triples (app_pk, attr_pk, value, entity_pk) WHERE av = 1;
+CREATE INDEX IF NOT EXISTS triples_by_num ON triples (app_pk, attr_pk, num, entity_pk) WHERE av = 1 AND num IS NOT NULL;
+CREATE INDEX IF NOT EXISTS triples_by_ref ON triples (app_pk, ref_id, attr_pk, entity_pk) WHERE ref_id IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS indexing_jobs (
   id TEXT PRIMARY KEY,
@@ -789,6 +797,24 @@ pub fn insert_attr(conn: &Connection, app_pk: i64, attr: &ServerAttr) -> Result<
     })
     .map_err(sql_error)?;
     Ok(conn.last_insert_rowid())
+}
+
+/// Values up to this many bytes of JSON text are their own key in `triples_eav`: every link
+/// (a quoted UUID is 38 bytes), number, date and short string.
+const VERBATIM_KEY_MAX: usize = 64;
+
+/// The key of a stored value (its JSON text) in the unique `triples_eav` index: the text
+/// itself when short, else the first 16 bytes of its SHA-256 (a blob, so it never equals a
+/// text key). Two values with the same key are treated as one value of the entity's
+/// attribute, so the digest must not collide: 128 bits of SHA-256 do not in practice.
+pub fn value_key(text: &str) -> ToSqlOutput<'_> {
+    use sha2::Digest;
+    if text.len() <= VERBATIM_KEY_MAX {
+        ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes()))
+    } else {
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        ToSqlOutput::Owned(rusqlite::types::Value::Blob(digest[..16].to_vec()))
+    }
 }
 
 /// Whether a triple of `attr` belongs in the value indexes (`triples.av`).

@@ -38,7 +38,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{json, Map, Value};
 
-use crate::store::{self, sql_error, App};
+use crate::store::{self, sql_error, value_key, App};
 use batch::{IdProbe, PendingInserts, TripleRow};
 use values::{as_uuid, canonical, storage_text};
 
@@ -996,7 +996,8 @@ impl<'c> Engine<'c> {
         let mut targets = self
             .db()?
             .prepare_cached(
-                "SELECT ref_id FROM triples WHERE app_pk = ?1 AND entity_pk = \
+                // Pinned: `triples_by_ref` covers the columns too, and the planner would scan it.
+                "SELECT ref_id FROM triples INDEXED BY triples_eav WHERE app_pk = ?1 AND entity_pk = \
                  (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND attr_pk = ?3 AND ref_id IS NOT NULL",
             )
             .map_err(sql_error)?;
@@ -1213,8 +1214,8 @@ impl<'c> Engine<'c> {
                 // attribute, as the server's `attr-model/insert-multi!` writes.
                 self.db()?
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) \
-                         SELECT app_pk, entity_pk, ?3, 'null', NULL, NULL, 1, ?4 FROM entities WHERE app_pk = ?1 AND etype = ?2",
+                        "INSERT OR IGNORE INTO triples (app_pk, entity_pk, attr_pk, value, vkey, num, ref_id, av, created_at) \
+                         SELECT app_pk, entity_pk, ?3, 'null', 'null', NULL, NULL, 1, ?4 FROM entities WHERE app_pk = ?1 AND etype = ?2",
                     )
                     .and_then(|mut statement| {
                         statement.execute(params![self.app.app_pk, attr.etype, pk, self.now])
@@ -1604,8 +1605,8 @@ impl<'c> Engine<'c> {
                 }
                 self.db()?
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) \
-                         SELECT ?1, k.entity_pk, ?3, 'null', NULL, NULL, 1, ?4 FROM entity_keys k \
+                        "INSERT OR IGNORE INTO triples (app_pk, entity_pk, attr_pk, value, vkey, num, ref_id, av, created_at) \
+                         SELECT ?1, k.entity_pk, ?3, 'null', 'null', NULL, NULL, 1, ?4 FROM entity_keys k \
                          WHERE k.app_pk = ?1 AND k.entity_id = ?2 AND NOT EXISTS \
                          (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_pk = k.entity_pk AND attr_pk = ?3)",
                     )
@@ -1750,11 +1751,11 @@ impl<'c> Engine<'c> {
             let updated = self
                 .db()?
                 .prepare_cached(
-                    "UPDATE triples SET value = ?4, num = ?5, ref_id = ?6 WHERE app_pk = ?1 \
+                    "UPDATE triples SET value = ?4, vkey = ?7, num = ?5, ref_id = ?6 WHERE app_pk = ?1 \
                      AND entity_pk = (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND attr_pk = ?3",
                 )
                 .and_then(|mut statement| {
-                    statement.execute(params![app_pk, entity, pk, text, num, ref_id])
+                    statement.execute(params![app_pk, entity, pk, text, num, ref_id, value_key(&text)])
                 })
                 .map_err(sql_error)?;
             if updated == 0 {
@@ -1908,10 +1909,11 @@ impl<'c> Engine<'c> {
                 .db()?
                 .prepare_cached(
                     "DELETE FROM triples WHERE app_pk = ?1 \
-                     AND entity_pk = (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND attr_pk = ?3 AND value = ?4",
+                     AND entity_pk = (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND attr_pk = ?3 AND vkey = ?4",
                 )
                 .and_then(|mut statement| {
-                    statement.execute(params![self.app.app_pk, entity, pk, storage_text(&value)])
+                    let text = storage_text(&value);
+                    statement.execute(params![self.app.app_pk, entity, pk, value_key(&text)])
                 })
                 .map_err(sql_error)?;
             if deleted > 0 {

@@ -95,7 +95,8 @@ impl<'a> Reader<'a> {
     /// Entities linked from `id` through `attr_pk`, in the given direction.
     fn linked(&self, id: &str, attr_pk: i64, forward: bool) -> Result<Vec<String>, ApiError> {
         let sql = if forward {
-            "SELECT ref_id FROM triples WHERE app_pk = ?1 AND entity_pk = \
+            // Pinned: `triples_by_ref` covers the columns too, and the planner would scan it.
+            "SELECT ref_id FROM triples INDEXED BY triples_eav WHERE app_pk = ?1 AND entity_pk = \
              (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) AND attr_pk = ?3 AND ref_id IS NOT NULL"
         } else {
             "SELECT k.entity_id FROM triples t CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::dates;
 use super::exec::like;
-use crate::store::{insert_attr, App, Store};
+use crate::store::{insert_attr, value_key, App, Store};
 
 /// A readable fixed id: `uid(7)` is `00000000-0000-4000-8000-000000000007`.
 fn uid(n: u32) -> String {
@@ -113,8 +113,8 @@ impl Fixture {
                 _ => None,
             };
             conn.execute(
-                "INSERT INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) VALUES (?1, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?3, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)",
-                params![self.app.app_pk, id, pk, value.to_string(), num, self.clock],
+                "INSERT INTO triples (app_pk, entity_pk, attr_pk, value, vkey, num, ref_id, av, created_at) VALUES (?1, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?3, ?4, ?7, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)",
+                params![self.app.app_pk, id, pk, value.to_string(), num, self.clock, value_key(&value.to_string())],
             )
             .unwrap();
         }
@@ -131,7 +131,7 @@ impl Fixture {
         .unwrap();
         conn
             .execute(
-                "INSERT INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, created_at) VALUES (?1, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?3, ?4, NULL, ?5, 0)",
+                "INSERT INTO triples (app_pk, entity_pk, attr_pk, value, vkey, num, ref_id, created_at) VALUES (?1, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?3, ?4, ?4, NULL, ?5, 0)",
                 params![self.app.app_pk, uid(from), pk, json!(uid(to)).to_string(), uid(to)],
             )
             .unwrap();
@@ -1111,7 +1111,7 @@ fn indexed_equality_over_a_million_entities() {
                 .prepare("INSERT INTO entities (app_pk, etype, entity_pk, entity_id, created_at) VALUES (?1, 'users', (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?2, ?3)")
                 .unwrap();
             let mut triple = tx
-                .prepare("INSERT INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) VALUES (?1, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?3, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)")
+                .prepare("INSERT INTO triples (app_pk, entity_pk, attr_pk, value, vkey, num, ref_id, av, created_at) VALUES (?1, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?3, ?4, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)")
                 .unwrap();
             for n in 0..1_000_000u32 {
                 let id = uuid::Uuid::new_v4().to_string();

@@ -105,7 +105,7 @@ pub(crate) fn num_for(data_type: Option<&str>, value: &Value) -> Option<f64> {
 }
 
 struct TripleRow {
-    entity_pk: i64,
+    rowid: i64,
     entity_id: String,
     value_text: String,
     value: Value,
@@ -114,7 +114,7 @@ struct TripleRow {
 fn triples_of(conn: &Connection, app_pk: i64, attr_pk: i64) -> Result<Vec<TripleRow>, ApiError> {
     let mut statement = conn
         .prepare_cached(
-            "SELECT k.entity_id, t.value, t.entity_pk FROM triples t \
+            "SELECT k.entity_id, t.value, t.rowid FROM triples t \
              JOIN entity_keys k ON k.entity_pk = t.entity_pk \
              WHERE t.app_pk = ?1 AND t.attr_pk = ?2 ORDER BY t.created_at, k.entity_id, t.value",
         )
@@ -123,7 +123,7 @@ fn triples_of(conn: &Connection, app_pk: i64, attr_pk: i64) -> Result<Vec<Triple
         .query_map(params![app_pk, attr_pk], |row| {
             let value_text: String = row.get(1)?;
             Ok(TripleRow {
-                entity_pk: row.get(2)?,
+                rowid: row.get(2)?,
                 entity_id: row.get(0)?,
                 value: serde_json::from_str(&value_text).unwrap_or(Value::Null),
                 value_text,
@@ -147,19 +147,11 @@ pub(crate) fn recompute_nums(
     data_type: Option<&str>,
 ) -> Result<(), ApiError> {
     let mut update = conn
-        .prepare_cached(
-            "UPDATE triples SET num = ?1 WHERE app_pk = ?2 AND entity_pk = ?3 AND attr_pk = ?4 AND value = ?5",
-        )
+        .prepare_cached("UPDATE triples SET num = ?1 WHERE rowid = ?2")
         .map_err(sql_error)?;
     for triple in triples_of(conn, app_pk, attr_pk)? {
         update
-            .execute(params![
-                num_for(data_type, &triple.value),
-                app_pk,
-                triple.entity_pk,
-                attr_pk,
-                triple.value_text
-            ])
+            .execute(params![num_for(data_type, &triple.value), triple.rowid])
             .map_err(sql_error)?;
     }
     Ok(())
@@ -201,8 +193,8 @@ pub(crate) fn insert_null_triples(
     let mut insert = conn
         .prepare_cached(
             // Null triples exist for indexed attributes only, so they are in the value index.
-            "INSERT OR IGNORE INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) \
-             VALUES (?1, ?2, ?3, 'null', NULL, NULL, 1, ?4)",
+            "INSERT OR IGNORE INTO triples (app_pk, entity_pk, attr_pk, value, vkey, num, ref_id, av, created_at) \
+             VALUES (?1, ?2, ?3, 'null', 'null', NULL, NULL, 1, ?4)",
         )
         .map_err(sql_error)?;
     for (_, entity_pk) in &missing {
@@ -251,7 +243,7 @@ pub(crate) fn entities_missing(
         .prepare_cached(
             "SELECT e.entity_id FROM entities e WHERE e.app_pk = ?1 AND e.etype = ?2 AND NOT EXISTS \
              (SELECT 1 FROM triples t WHERE t.app_pk = e.app_pk AND t.entity_pk = e.entity_pk \
-              AND t.attr_pk = ?3 AND t.value <> 'null') \
+              AND t.attr_pk = ?3 AND t.vkey <> 'null') \
              ORDER BY e.created_at, e.entity_id",
         )
         .map_err(sql_error)?;

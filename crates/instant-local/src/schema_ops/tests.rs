@@ -85,15 +85,16 @@ fn seed(conn: &Connection, app_pk: i64, etype: &str, id: &str, at: i64, values: 
     .unwrap();
     for (label, value) in values {
         conn.execute(
-            "INSERT INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) \
-             VALUES (?1, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?3, ?4, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)",
+            "INSERT INTO triples (app_pk, entity_pk, attr_pk, value, vkey, num, ref_id, av, created_at) \
+             VALUES (?1, (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2), ?3, ?4, ?7, ?5, NULL, (SELECT CASE WHEN a.value_type = 'blob' AND (a.is_unique OR a.is_indexed) THEN 1 ELSE 0 END FROM attrs a WHERE a.attr_pk = ?3), ?6)",
             params![
                 app_pk,
                 id,
                 attr_pk(conn, app_pk, etype, label),
                 value.to_string(),
                 value.as_f64(),
-                at
+                at,
+                crate::store::value_key(&value.to_string())
             ],
         )
         .unwrap();

@@ -17,6 +17,8 @@ use std::sync::OnceLock;
 use rusqlite::{Connection, OptionalExtension, Result, Row, Statement, ToSql};
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::store::value_key;
+
 /// One `triples` row to insert, but for its entity (see [`PendingInserts::push_triple`]); the
 /// app and the time are the transaction's.
 #[derive(Debug)]
@@ -63,8 +65,8 @@ fn plain_tuple<const OWN: usize>(first: usize) -> String {
 }
 
 const TRIPLES_INSERT: &str =
-    "INSERT OR IGNORE INTO triples (app_pk, entity_pk, attr_pk, value, num, ref_id, av, created_at) VALUES ";
-const TRIPLE_PARAMS: usize = 6;
+    "INSERT OR IGNORE INTO triples (app_pk, entity_pk, attr_pk, value, vkey, num, ref_id, av, created_at) VALUES ";
+const TRIPLE_PARAMS: usize = 7;
 
 const ENTITIES_INSERT: &str =
     "INSERT OR IGNORE INTO entities (app_pk, etype, entity_pk, entity_id, created_at) VALUES ";
@@ -287,9 +289,10 @@ impl PendingInserts {
                 statement.raw_bind_parameter(first, pk)?;
                 statement.raw_bind_parameter(first + 1, row.attr_pk)?;
                 statement.raw_bind_parameter(first + 2, &row.value)?;
-                statement.raw_bind_parameter(first + 3, row.num)?;
-                statement.raw_bind_parameter(first + 4, &row.ref_id)?;
-                statement.raw_bind_parameter(first + 5, row.av)
+                statement.raw_bind_parameter(first + 3, value_key(&row.value))?;
+                statement.raw_bind_parameter(first + 4, row.num)?;
+                statement.raw_bind_parameter(first + 5, &row.ref_id)?;
+                statement.raw_bind_parameter(first + 6, row.av)
             },
         )
     }
@@ -480,7 +483,8 @@ pub enum IdProbe {
 }
 
 impl IdProbe {
-    /// The condition on `keyed.pk`, the key of the id asked about.
+    /// The condition on `keyed.pk`, the key of the id asked about. A null is `vkey = 'null'`
+    /// as well as `value = 'null'`, and `vkey` is in `triples_eav`, so no row is read.
     fn condition(self) -> &'static str {
         match self {
             IdProbe::HasTriple => {
@@ -496,11 +500,11 @@ impl IdProbe {
             }
             IdProbe::HasValueIn => {
                 "EXISTS (SELECT 1 FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
-                 WHERE t.app_pk = ?1 AND t.entity_pk = keyed.pk AND a.etype = ?2 AND t.value <> 'null')"
+                 WHERE t.app_pk = ?1 AND t.entity_pk = keyed.pk AND a.etype = ?2 AND t.vkey <> 'null')"
             }
             IdProbe::HasValue => {
                 "EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_pk = keyed.pk \
-                 AND attr_pk = ?2 AND value <> 'null')"
+                 AND attr_pk = ?2 AND vkey <> 'null')"
             }
             IdProbe::HasAttr => {
                 "EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_pk = keyed.pk \

@@ -1074,3 +1074,52 @@ fn write_throughput() {
         entities / elapsed
     );
 }
+
+/// Values longer than a key are keyed by a digest in `triples_eav`: two large values that
+/// differ only in their last byte stay two values of a cardinality-many attribute, writing one
+/// again adds nothing, and a cardinality-one attribute keeps only its latest large value.
+#[test]
+fn large_values_are_told_apart_by_their_key() {
+    let f = fixture();
+    f.attr("docs", "drafts", json!({"cardinality": "many"}));
+    let large = |last: char| format!("{}{last}", "x".repeat(5_000));
+    let drafts = || {
+        f.store
+            .conn()
+            .query_row(
+                "SELECT COUNT(*), COUNT(DISTINCT vkey), MIN(length(value)) FROM triples t \
+                 JOIN attrs a ON a.attr_pk = t.attr_pk WHERE a.label = 'drafts'",
+                [],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                },
+            )
+            .unwrap()
+    };
+    f.ok(json!([["update", "docs", id(1), {"drafts": large('a'), "body": large('a')}]]));
+    f.ok(json!([["update", "docs", id(1), {"drafts": large('b'), "body": large('b')}]]));
+    assert_eq!(drafts(), (2, 2, 5_003));
+    f.ok(json!([["update", "docs", id(1), {"drafts": large('a')}]]));
+    assert_eq!(drafts(), (2, 2, 5_003));
+    assert_eq!(f.value("docs", &id(1), "body"), Some(json!(large('b'))));
+    assert_eq!(
+        f.store
+            .conn()
+            .query_row(
+                "SELECT COUNT(*), typeof(vkey), length(vkey) FROM triples t \
+                 JOIN attrs a ON a.attr_pk = t.attr_pk WHERE a.label = 'body'",
+                [],
+                |row| Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?
+                )),
+            )
+            .unwrap(),
+        (1, "blob".to_string(), 16)
+    );
+}
