@@ -1500,23 +1500,28 @@ impl<'c> Engine<'c> {
             .insert_entities(conn, self.app.app_pk, self.now, &id_writes)
             .map_err(sql_error)?;
         let mut created_rows = inserted.created;
-        // Created entities that held no triple before the group: each of their (entity,
-        // attribute) pairs is written once here, so their triples are plain inserts. Ids new
-        // to the app (most ids of a bulk write) hold nothing, so only the others are probed.
-        let had_triples = IdProbe::HasTriple
-            .matching(
-                self.db()?,
-                self.app.app_pk,
-                "",
-                created_rows
-                    .iter()
-                    .map(|(_, id)| *id)
-                    .filter(|id| !inserted.new_ids.contains(id)),
-            )
-            .map_err(sql_error)?;
-        // Entities whose row this group created and that held no triple: all their triples
-        // are plain inserts, whatever their position in the group.
-        let fresh: FxHashSet<&str> = triples
+        // Created entities that held no triple of their namespace before the group: each of
+        // their (entity, attribute) pairs of that namespace is written once here, so those
+        // triples are plain inserts. Ids new to the app (most ids of a bulk write) hold
+        // nothing, so only the others are probed, per namespace: an id that already names an
+        // entity of another namespace (a migration keeps the legacy ids) is fresh in this one.
+        let mut probed: FxHashMap<&str, Vec<&str>> = FxHashMap::default();
+        for (etype, id) in &created_rows {
+            if !inserted.new_ids.contains(id) {
+                probed.entry(*etype).or_default().push(*id);
+            }
+        }
+        let mut had_triples: FxHashSet<(&str, String)> = FxHashSet::default();
+        for (etype, ids) in probed {
+            let found = IdProbe::HasTripleIn
+                .matching(self.db()?, self.app.app_pk, etype, ids)
+                .map_err(sql_error)?;
+            had_triples.extend(found.into_iter().map(|id| (etype, id)));
+        }
+        // Entities whose row this group created and that held no triple of the namespace:
+        // all their triples of the namespace are plain inserts, whatever their position in
+        // the group. Keyed by (namespace, id).
+        let fresh: FxHashSet<(&str, &str)> = triples
             .iter()
             .enumerate()
             .filter(|(position, (entity, a, _))| {
@@ -1524,9 +1529,9 @@ impl<'c> Engine<'c> {
                 attr.label == "id"
                     && is_kept(*position, entity, *a, attr.card_one)
                     && created_rows.contains(&(etype_of(*a), *entity))
-                    && !had_triples.contains(*entity)
+                    && !had_triples.contains(&(etype_of(*a), entity.to_string()))
             })
-            .map(|(_, (entity, _, _))| *entity)
+            .map(|(_, (entity, a, _))| (etype_of(*a), *entity))
             .collect();
         // A cardinality-one value of any other entity replaces the stored one if there is
         // one: which (entity, attribute) pairs hold a triple is asked per attribute for all
@@ -1536,7 +1541,7 @@ impl<'c> Engine<'c> {
             let attr = &self.catalog.attrs[*a];
             if attr.card_one
                 && attr.label != "id"
-                && !fresh.contains(*entity)
+                && !fresh.contains(&(attr.etype.as_str(), *entity))
                 && is_kept(position, entity, *a, attr.card_one)
             {
                 replace_ids.entry(*a).or_default().push(entity);
@@ -1570,7 +1575,7 @@ impl<'c> Engine<'c> {
                 }
                 continue;
             }
-            let nothing_stored = fresh.contains(entity)
+            let nothing_stored = fresh.contains(&(attr.etype.as_str(), *entity))
                 || (attr.card_one && !stored.get(a).is_some_and(|ids| ids.contains(*entity)));
             self.write_triple(entity, *a, value, nothing_stored)?;
             if self
@@ -1590,7 +1595,7 @@ impl<'c> Engine<'c> {
                     continue;
                 }
                 let pk = self.catalog.attrs[a].pk;
-                if fresh.contains(entity) {
+                if fresh.contains(&(etype.as_str(), entity)) {
                     self.insert_triple(
                         entity,
                         TripleRow {

@@ -467,8 +467,8 @@ const PROBE_CHUNK: usize = 128;
 /// [`IdProbe::HasAttr`].
 #[derive(Debug, Clone, Copy)]
 pub enum IdProbe {
-    /// The id has at least one triple, in any namespace (scope unused).
-    HasTriple,
+    /// The id holds a triple of one of the namespace's attributes (null or not).
+    HasTripleIn,
     /// The id has a row in `entities` for the namespace.
     HasRow,
     /// The id exists in the namespace: a row in `entities`, or a triple of one of the
@@ -487,8 +487,9 @@ impl IdProbe {
     /// as well as `value = 'null'`, and `vkey` is in `triples_eav`, so no row is read.
     fn condition(self) -> &'static str {
         match self {
-            IdProbe::HasTriple => {
-                "EXISTS (SELECT 1 FROM triples WHERE app_pk = ?1 AND entity_pk = keyed.pk)"
+            IdProbe::HasTripleIn => {
+                "EXISTS (SELECT 1 FROM triples t JOIN attrs a ON a.attr_pk = t.attr_pk \
+                 WHERE t.app_pk = ?1 AND t.entity_pk = keyed.pk AND a.etype = ?2)"
             }
             IdProbe::HasRow => {
                 "EXISTS (SELECT 1 FROM entities WHERE app_pk = ?1 AND etype = ?2 AND entity_pk = keyed.pk)"

@@ -1123,3 +1123,32 @@ fn large_values_are_told_apart_by_their_key() {
         (1, "blob".to_string(), 16)
     );
 }
+
+/// An id that already names an entity of another namespace (a migration keeps the legacy ids)
+/// is new in the namespace it is created in: its values there are plain inserts, while a value
+/// written in the same group for its existing namespace still replaces the stored one.
+#[test]
+fn an_id_created_in_a_second_namespace_keeps_one_value_per_attribute_in_each() {
+    let f = fixture();
+    f.ok(json!([["update", "legacy", id(1), {"title": "old", "n": 1}]]));
+    f.ok(json!([
+        ["update", "modern", id(1), {"title": "new"}],
+        ["update", "legacy", id(1), {"title": "newer"}],
+        ["update", "modern", id(1), {"title": "newest"}],
+    ]));
+    expect![[r##"
+        #01 id
+        #01 n 1
+        #01 title "newer""##]]
+    .assert_eq(
+        &f.dump("legacy")
+            .replace("00000000-0000-4000-8000-0000000000", "#"),
+    );
+    expect![[r##"
+        #01 id
+        #01 title "newest""##]]
+    .assert_eq(
+        &f.dump("modern")
+            .replace("00000000-0000-4000-8000-0000000000", "#"),
+    );
+}
