@@ -17,7 +17,7 @@ use instant_api::{
     TransactResponse,
 };
 
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store, StoreError};
 use crate::{query, schema_ops, transact};
 
 /// The embedded engine. Cheap to clone; clones share the workspace.
@@ -56,7 +56,14 @@ impl LocalEngine {
 impl InstantApi for LocalEngine {
     fn query(&self, auth: &AppAuth, request: &QueryRequest) -> Result<serde_json::Value, ApiError> {
         let app = self.store.authenticate_admin(auth)?;
-        query::query(&self.store.conn(), &app, request)
+        let conn = self.store.conn();
+        // One read transaction for the whole query: every statement reads the same snapshot,
+        // and the WAL read lock is taken once instead of once per statement (a query reads
+        // each entity and link with statements of its own).
+        let snapshot = conn.unchecked_transaction().map_err(store::sql_error)?;
+        let result = query::query(&snapshot, &app, request);
+        snapshot.commit().map_err(store::sql_error)?;
+        result
     }
 
     fn transact(
