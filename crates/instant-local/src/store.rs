@@ -351,10 +351,14 @@ impl Store {
         // most the last commits on power loss, as SQLite documents. Checkpoints run in the
         // background (see `Checkpointer`); the writer checkpoints itself only past the
         // high-water mark, and `journal_size_limit` gives the disk back after such a burst
-        // (the WAL keeps its working size below it, see `WAL_SIZE_LIMIT`).
+        // (the WAL keeps its working size below it, see `WAL_SIZE_LIMIT`). Clean pages are
+        // read through the memory map, so the page cache mostly holds the pages a write
+        // dirties: 32 MiB is enough, and SQLite scans the cache's hash table at the end of
+        // write transactions, so a larger cache made every commit slower (measured: 256 MiB
+        // cost bulk writes 5-13%).
         conn.execute_batch(&format!(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-             PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY; \
+             PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; \
              PRAGMA wal_autocheckpoint = {WAL_HIGH_WATER_PAGES}; \
              PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}; PRAGMA mmap_size = 1073741824;"
         ))
