@@ -1511,12 +1511,12 @@ impl<'c> Engine<'c> {
                 probed.entry(*etype).or_default().push(*id);
             }
         }
-        let mut had_triples: FxHashSet<(&str, String)> = FxHashSet::default();
+        let mut had_triples: FxHashMap<&str, FxHashSet<String>> = FxHashMap::default();
         for (etype, ids) in probed {
             let found = IdProbe::HasTripleIn
                 .matching(self.db()?, self.app.app_pk, etype, ids)
                 .map_err(sql_error)?;
-            had_triples.extend(found.into_iter().map(|id| (etype, id)));
+            had_triples.insert(etype, found);
         }
         // Entities whose row this group created and that held no triple of the namespace:
         // all their triples of the namespace are plain inserts, whatever their position in
@@ -1529,7 +1529,9 @@ impl<'c> Engine<'c> {
                 attr.label == "id"
                     && is_kept(*position, entity, *a, attr.card_one)
                     && created_rows.contains(&(etype_of(*a), *entity))
-                    && !had_triples.contains(&(etype_of(*a), entity.to_string()))
+                    && !had_triples
+                        .get(etype_of(*a))
+                        .is_some_and(|ids| ids.contains(*entity))
             })
             .map(|(_, (entity, a, _))| (etype_of(*a), *entity))
             .collect();

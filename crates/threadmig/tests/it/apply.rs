@@ -34,8 +34,13 @@ impl Org {
     }
 
     fn apply_args(&self, extra: &[&str]) -> Vec<String> {
+        self.stage_args("apply", extra)
+    }
+
+    /// `<command>` of this org's run against its workspace app, then `extra`.
+    fn stage_args(&self, command: &str, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = [
-            "apply",
+            command,
             "--run-id",
             self.run_id,
             "--artifacts",
@@ -451,18 +456,13 @@ fn regression_preexisting_thread_context_key_failed_apply() {
     let run_dir = org.path("");
     // The generator injected the case; the transform reports it (the key stays with the
     // existing row).
-    let extract = run_ok(&[
-        "--json",
-        "extract",
-        "--run-id",
-        org.run_id,
-        "--artifacts",
-        &artifacts,
-        "--workspace",
-        &Org::s(&org.workspace),
-        "--org",
-        &org.org_id,
-    ]);
+    let json_stage = |command: &str, extra: &[&str]| {
+        let args = org.stage_args(command, extra);
+        let mut json_args = vec!["--json"];
+        json_args.extend(args.iter().map(String::as_str));
+        run_ok(&json_args)
+    };
+    let extract = json_stage("extract", &[]);
     assert!(
         extract["namespaces"]["thread_contexts"].as_u64().unwrap() >= 1,
         "{extract}"
@@ -491,23 +491,9 @@ fn regression_preexisting_thread_context_key_failed_apply() {
         &artifacts,
     ]);
     let sha = plan["sha256"].as_str().unwrap().to_string();
-    let args = org.apply_args(&["--approve", &sha]);
-    let mut json_args = vec!["--json"];
-    json_args.extend(args.iter().map(String::as_str));
-    let applied = run_ok(&json_args);
+    let applied = json_stage("apply", &["--approve", &sha]);
     assert_eq!(applied["complete"], true, "{applied}");
-    let verified = run_ok(&[
-        "--json",
-        "verify",
-        "--run-id",
-        org.run_id,
-        "--artifacts",
-        &artifacts,
-        "--workspace",
-        &Org::s(&org.workspace),
-        "--org",
-        &org.org_id,
-    ]);
+    let verified = json_stage("verify", &[]);
     assert_eq!(verified["ok"], true, "{verified}");
 }
 
