@@ -204,7 +204,7 @@ impl RunDir {
         manifest.updated_at = now.to_string();
         manifest.stages.insert(stage.to_string(), record);
         manifest.notes.extend(notes.iter().cloned());
-        manifest.artifacts = scan_artifacts(&self.root)?;
+        manifest.artifacts = scan(&self.root, Some(&mut HashCache::load(&self.root)))?;
         let mut bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
         bytes.push(b'\n');
         let path = self.manifest_path();
@@ -213,9 +213,16 @@ impl RunDir {
     }
 }
 
-/// Every regular file under `root` except the manifest and temporary files (`.…tmp`), sorted
-/// by relative path, with its sha256 and size.
+/// Every regular file under `root` except the manifest, the hash cache and temporary files
+/// (`.…tmp`), sorted by relative path, with its sha256 and size. Every file is read and hashed:
+/// this is what checks the evidence against its manifest.
 pub fn scan_artifacts(root: &Path) -> Result<Vec<Artifact>, EvidenceError> {
+    scan(root, None)
+}
+
+/// [`scan_artifacts`], taking the hash of a file that has not changed since an earlier stage
+/// hashed it from `cache` (see [`HashCache`]), and leaving the cache updated on disk.
+fn scan(root: &Path, mut cache: Option<&mut HashCache>) -> Result<Vec<Artifact>, EvidenceError> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -239,10 +246,13 @@ pub fn scan_artifacts(root: &Path) -> Result<Vec<Artifact>, EvidenceError> {
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
                 .join("/");
-            if relative == MANIFEST_FILE {
+            if relative == MANIFEST_FILE || relative == HASH_CACHE_FILE {
                 continue;
             }
-            let (sha256, bytes) = sha256_file(&path)?;
+            let (sha256, bytes) = match cache.as_deref_mut() {
+                Some(cache) => cache.sha256_file(&path, &relative)?,
+                None => sha256_file(&path)?,
+            };
             out.push(Artifact {
                 path: relative,
                 sha256,
@@ -251,7 +261,149 @@ pub fn scan_artifacts(root: &Path) -> Result<Vec<Artifact>, EvidenceError> {
         }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
+    if let Some(cache) = cache {
+        cache.save(root, &out);
+    }
     Ok(out)
+}
+
+/// The hash cache of a run folder (`.artifact-hashes.json`, never listed in the manifest).
+pub const HASH_CACHE_FILE: &str = ".artifact-hashes.json";
+
+/// How much older than the moment it was hashed a file's last change must be for its hash to
+/// be kept: file times come from a coarse clock, so a file changed again right after it was
+/// hashed could otherwise show the same change time.
+const RACY_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The hashes [`RunDir::record_stage`] computed before, so that each stage does not hash again
+/// what the earlier stages wrote (without it, a run's extract files were read and hashed by
+/// all five stages: a tenth of a whole migration's CPU time).
+///
+/// **An entry is only used for the very file it was computed from, unchanged**: same device,
+/// inode, size and change time (`ctime`, which the kernel sets at every write, truncation,
+/// rename or metadata change, and which user tools cannot set back), and only if that change
+/// time was at least [`RACY_MARGIN`] older than the hashing. Anything else is read and hashed
+/// again. The cache is an optimisation only: a missing, unreadable or foreign cache file is
+/// ignored, and failing to write it is not an error. Evidence checks ([`scan_artifacts`])
+/// never use it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct HashCache {
+    version: u32,
+    files: BTreeMap<String, CachedHash>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct CachedHash {
+    dev: u64,
+    ino: u64,
+    bytes: u64,
+    ctime_ns: i128,
+    sha256: String,
+}
+
+const HASH_CACHE_VERSION: u32 = 1;
+
+impl HashCache {
+    fn load(root: &Path) -> HashCache {
+        std::fs::read(root.join(HASH_CACHE_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<HashCache>(&bytes).ok())
+            .filter(|cache| cache.version == HASH_CACHE_VERSION)
+            .unwrap_or_default()
+    }
+
+    /// The sha256 and size of `path` (`relative` in the run folder): from the cache when the
+    /// file is the one hashed before, otherwise read, hashed and remembered if it is old enough.
+    fn sha256_file(&mut self, path: &Path, relative: &str) -> Result<(String, u64), EvidenceError> {
+        let before = file_identity(path);
+        if let (Some(identity), Some(cached)) = (&before, self.files.get(relative)) {
+            if identity.matches(cached) {
+                return Ok((cached.sha256.clone(), cached.bytes));
+            }
+        }
+        let hashed_at = std::time::SystemTime::now();
+        let (sha256, bytes) = sha256_file(path)?;
+        let after = file_identity(path);
+        // Kept only when nothing changed while the file was read and its last change is
+        // well before the hashing started.
+        match (before, after) {
+            (Some(before), Some(after))
+                if before == after
+                    && after.bytes == bytes
+                    && after.changed_before(hashed_at, RACY_MARGIN) =>
+            {
+                self.files.insert(
+                    relative.to_string(),
+                    CachedHash {
+                        dev: after.dev,
+                        ino: after.ino,
+                        bytes,
+                        ctime_ns: after.ctime_ns,
+                        sha256: sha256.clone(),
+                    },
+                );
+            }
+            _ => {
+                self.files.remove(relative);
+            }
+        }
+        Ok((sha256, bytes))
+    }
+
+    /// Writes the cache for the files just listed (entries of files that are gone are
+    /// dropped). Best effort: a cache that cannot be written only costs hashing again.
+    fn save(&mut self, root: &Path, listed: &[Artifact]) {
+        self.version = HASH_CACHE_VERSION;
+        let listed: std::collections::BTreeSet<&str> =
+            listed.iter().map(|a| a.path.as_str()).collect();
+        self.files.retain(|path, _| listed.contains(path.as_str()));
+        if let Ok(bytes) = serde_json::to_vec(&*self) {
+            let _ = write_atomic(&root.join(HASH_CACHE_FILE), &bytes);
+        }
+    }
+}
+
+/// What identifies one version of a file's content without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    bytes: u64,
+    ctime_ns: i128,
+}
+
+impl FileIdentity {
+    fn matches(&self, cached: &CachedHash) -> bool {
+        self.dev == cached.dev
+            && self.ino == cached.ino
+            && self.bytes == cached.bytes
+            && self.ctime_ns == cached.ctime_ns
+    }
+
+    fn changed_before(&self, instant: std::time::SystemTime, margin: std::time::Duration) -> bool {
+        let Ok(since_epoch) = instant.duration_since(std::time::UNIX_EPOCH) else {
+            return false;
+        };
+        self.ctime_ns + margin.as_nanos() as i128 <= since_epoch.as_nanos() as i128
+    }
+}
+
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileIdentity {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        bytes: meta.len(),
+        ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+    })
+}
+
+/// Without a change time the kernel maintains, nothing is cached.
+#[cfg(not(unix))]
+fn file_identity(_path: &Path) -> Option<FileIdentity> {
+    None
 }
 
 /// The lowercase hex sha256 of a file and its size, streamed.
@@ -335,5 +487,64 @@ mod tests {
         );
         let reread = run.read_manifest().unwrap().unwrap();
         assert_eq!(reread.artifacts, manifest.artifacts);
+    }
+
+    fn cached_entry(root: &Path, relative: &str) -> Option<CachedHash> {
+        HashCache::load(root).files.get(relative).cloned()
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stage_reuses_the_hash_of_an_unchanged_file_and_hashes_a_changed_one_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::new(tmp.path(), "run-1").unwrap();
+        let dir = run.create_section(Section::Extract).unwrap();
+        let rows = dir.join("rows.ndjson");
+        std::fs::write(&rows, b"one").unwrap();
+        let path = "01-extract/rows.ndjson";
+
+        // Just written: too recent to be trusted later, so hashed but not remembered.
+        let first = run
+            .record_stage("extract", serde_json::json!({}), &[], "T1")
+            .unwrap();
+        assert_eq!(first.artifacts[0].sha256, sha256_hex(b"one"));
+        assert_eq!(cached_entry(run.path(), path), None);
+
+        std::thread::sleep(RACY_MARGIN + std::time::Duration::from_millis(200));
+        run.record_stage("transform", serde_json::json!({}), &[], "T2")
+            .unwrap();
+        let remembered = cached_entry(run.path(), path).expect("an old enough file is cached");
+        assert_eq!(remembered.sha256, sha256_hex(b"one"));
+
+        // The next stage takes the remembered hash without reading the file: a planted value
+        // shows through (and only there: the evidence check reads every file).
+        let mut cache = HashCache::load(run.path());
+        cache.files.get_mut(path).unwrap().sha256 = "planted".into();
+        let planted = serde_json::to_vec(&cache).unwrap();
+        std::fs::write(run.path().join(HASH_CACHE_FILE), planted).unwrap();
+        let reused = run
+            .record_stage("verify", serde_json::json!({}), &[], "T3")
+            .unwrap();
+        assert_eq!(reused.artifacts[0].sha256, "planted");
+        assert_eq!(
+            scan_artifacts(run.path()).unwrap()[0].sha256,
+            sha256_hex(b"one")
+        );
+
+        // Rewritten in place with the same size, at once: the change time moved, so the file
+        // is read again.
+        std::fs::write(&rows, b"two").unwrap();
+        let changed = run
+            .record_stage("verify", serde_json::json!({}), &[], "T4")
+            .unwrap();
+        assert_eq!(changed.artifacts[0].sha256, sha256_hex(b"two"));
+        assert_eq!(changed.artifacts.len(), 1, "the cache file is not evidence");
+
+        // A cache that is not one is ignored.
+        std::fs::write(run.path().join(HASH_CACHE_FILE), b"{not json").unwrap();
+        let again = run
+            .record_stage("verify", serde_json::json!({}), &[], "T5")
+            .unwrap();
+        assert_eq!(again.artifacts[0].sha256, sha256_hex(b"two"));
     }
 }
