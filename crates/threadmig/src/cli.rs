@@ -1013,8 +1013,9 @@ pub struct GenArgs {
     /// Override the preset's fleet-wide number of context_events.
     #[arg(long)]
     pub events: Option<u64>,
-    /// Steps per transaction when writing a workspace.
-    #[arg(long, default_value_t = 500)]
+    /// Steps per transaction when writing a workspace (the generator's own batching: larger
+    /// transactions write the same data faster).
+    #[arg(long, default_value_t = 2000)]
     pub batch_size: usize,
     #[command(flatten)]
     pub rates: GenRateArgs,

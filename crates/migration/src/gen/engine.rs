@@ -2,6 +2,14 @@
 //! embedded engine of a workspace, or any server): one app per org with its as-deployed schema
 //! pushed, rows as `update` steps, links as `link` steps written only once every row of the
 //! chunk exists, in transactions of about `batch_size` steps.
+//!
+//! The transactions are sent by a writer thread of their own while the next rows are being
+//! generated (a queue of [`QUEUED_BATCHES`] batches between the two), in the order they were
+//! made: the data written is the same as sending them inline, and making the rows no longer
+//! waits for the server.
+
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::{Scope, ScopedJoinHandle};
 
 use instant_api::{AppAuth, EphemeralAppRequest, InstantApi, SchemaPushRequest, TransactRequest};
 use serde_json::{json, Map, Value};
@@ -27,28 +35,36 @@ pub struct EngineTarget<'a> {
     pub api: &'a dyn InstantApi,
     /// Records an org in the directory (the workspace's `orgs` table); errors as text.
     pub register: &'a mut dyn FnMut(OrgRegistration) -> Result<(), String>,
-    /// Steps per transaction (default 500).
+    /// Steps per transaction (`threadmig gen` defaults to 2000).
     pub batch_size: usize,
 }
 
-pub struct EngineWriter<'a> {
-    api: &'a dyn InstantApi,
+/// Batches made but not yet sent: bounds the memory the writer thread can fall behind by.
+const QUEUED_BATCHES: usize = 2;
+
+/// What the writer thread reports when it stops: transactions and steps written, or the first
+/// failure (after which it sends nothing more).
+type Written = Result<(u64, u64), GenError>;
+
+pub struct EngineWriter<'scope> {
     auth: AppAuth,
     org: String,
     steps: Vec<Value>,
     links: Vec<Value>,
     batch_size: usize,
-    batches: u64,
-    written: u64,
+    /// `None` once the writer thread has been joined.
+    sender: Option<SyncSender<Vec<Value>>>,
+    worker: Option<ScopedJoinHandle<'scope, Written>>,
 }
 
-impl<'a> EngineWriter<'a> {
-    /// Creates the org's app and pushes its schema.
-    pub fn create(
-        target: &mut EngineTarget<'a>,
+impl<'scope> EngineWriter<'scope> {
+    /// Creates the org's app, pushes its schema and starts the writer thread in `scope`.
+    pub fn create<'env>(
+        target: &mut EngineTarget<'env>,
         plan: &OrgPlan,
         schema: &instant_schema::Schema,
-    ) -> Result<EngineWriter<'a>, GenError> {
+        scope: &'scope Scope<'scope, 'env>,
+    ) -> Result<EngineWriter<'scope>, GenError> {
         let fail = |message: String| GenError::Target {
             org: plan.org_id.clone(),
             message,
@@ -76,15 +92,37 @@ impl<'a> EngineWriter<'a> {
                 },
             )
             .map_err(|error| fail(format!("pushing the legacy schema: {error}")))?;
+        let (sender, batches) = sync_channel::<Vec<Value>>(QUEUED_BATCHES);
+        let api = target.api;
+        let (org, writer_auth) = (plan.org_id.clone(), auth.clone());
+        let worker = scope.spawn(move || -> Written {
+            let (mut count, mut written) = (0u64, 0u64);
+            for steps in batches {
+                let size = steps.len() as u64;
+                api.transact(
+                    &writer_auth,
+                    &TransactRequest {
+                        steps,
+                        throw_on_missing_attrs: false,
+                    },
+                )
+                .map_err(|error| GenError::Target {
+                    org: org.clone(),
+                    message: format!("transaction {} failed: {error}", count + 1),
+                })?;
+                count += 1;
+                written += size;
+            }
+            Ok((count, written))
+        });
         Ok(EngineWriter {
-            api: target.api,
             auth,
             org: plan.org_id.clone(),
             steps: Vec::new(),
             links: Vec::new(),
             batch_size: target.batch_size.max(1),
-            batches: 0,
-            written: 0,
+            sender: Some(sender),
+            worker: Some(worker),
         })
     }
 
@@ -147,33 +185,44 @@ impl<'a> EngineWriter<'a> {
         Ok(())
     }
 
+    /// Hands the full batches (all of the queue with `all`) to the writer thread. When the
+    /// thread has stopped on a failed transaction, that failure is returned.
     fn flush(&mut self, all: bool) -> Result<(), GenError> {
         while self.steps.len() >= self.batch_size || (all && !self.steps.is_empty()) {
             let take = self.steps.len().min(self.batch_size);
             let batch: Vec<Value> = self.steps.drain(..take).collect();
-            let count = batch.len() as u64;
-            self.api
-                .transact(
-                    &self.auth,
-                    &TransactRequest {
-                        steps: batch,
-                        throw_on_missing_attrs: false,
-                    },
-                )
-                .map_err(|error| GenError::Target {
-                    org: self.org.clone(),
-                    message: format!("transaction {} failed: {error}", self.batches + 1),
-                })?;
-            self.batches += 1;
-            self.written += count;
+            let sent = match &self.sender {
+                Some(sender) => sender.send(batch).is_ok(),
+                None => false,
+            };
+            if !sent {
+                // The thread only stops early on a failure, which joining it returns.
+                return self.join().map(|_| ());
+            }
         }
         Ok(())
+    }
+
+    /// Closes the queue and waits for the writer thread: what it wrote, or its failure.
+    fn join(&mut self) -> Written {
+        self.sender = None;
+        let failed = |message: &str| GenError::Target {
+            org: self.org.clone(),
+            message: message.to_string(),
+        };
+        let Some(worker) = self.worker.take() else {
+            return Err(failed("the workspace writer was already stopped"));
+        };
+        worker
+            .join()
+            .unwrap_or_else(|_| Err(failed("the workspace writer thread panicked")))
     }
 
     /// Writes what is left; returns the app id, transactions and steps written.
     pub fn finish(mut self) -> Result<(String, u64, u64), GenError> {
         self.steps.append(&mut self.links);
         self.flush(true)?;
-        Ok((self.auth.app_id.clone(), self.batches, self.written))
+        let (batches, written) = self.join()?;
+        Ok((self.auth.app_id.clone(), batches, written))
     }
 }

@@ -473,60 +473,66 @@ pub fn generate(
             Some((dir, format)) => Some(files::OrgFiles::create(dir, &plan.slug, *format)?),
             None => None,
         };
-        let mut writer = match targets.engine.as_mut() {
-            Some(target) if plan.role != OrgRole::MissingCredentials => {
-                Some(engine::EngineWriter::create(target, plan, &deployed)?)
-            }
-            _ => None,
-        };
-        let mut recorder = Recorder {
-            files: org_files.as_mut(),
-            engine: writer.as_mut(),
-            cases: &mut spool,
-            rows: BTreeMap::new(),
-            case_counts: BTreeMap::new(),
-            rejected: BTreeMap::new(),
-            total_rows: 0,
-            progress: &mut *progress,
-            org_index: plan.index,
-            orgs: plans.len(),
-            target_events: plan.target_events,
-        };
-        if plan.role == OrgRole::MissingCredentials {
-            org::Emit::case(
-                &mut recorder,
-                CaseRecord {
-                    kind: CaseKind::MissingInstantCredentials,
-                    namespace: "organizations",
-                    ids: vec![plan.org_id.clone()],
-                    detail: serde_json::json!({"credentials": "missing"}),
-                },
-            )?;
-        }
-        org::OrgGen::new(plan, &settings, &mut recorder).run()?;
-        let rows = std::mem::take(&mut recorder.rows);
-        let cases = std::mem::take(&mut recorder.case_counts);
-        let rejected = std::mem::take(&mut recorder.rejected);
-        let total_rows = recorder.total_rows;
-        drop(recorder);
-        (progress)(Progress {
-            org_index: plan.index,
-            orgs: plans.len(),
-            rows: total_rows,
-            events: rows.get(&Ns::ContextEvents).copied().unwrap_or(0),
-            target_events: plan.target_events,
-        });
-        let files = match org_files {
-            Some(org_files) => org_files.finish(&deployed)?,
-            None => Vec::new(),
-        };
-        let (app_id, batches, steps) = match writer {
-            Some(writer) => {
-                let (app_id, batches, steps) = writer.finish()?;
-                (Some(app_id), batches, steps)
-            }
-            None => (None, 0, 0),
-        };
+        // The org's rows are made on this thread and written by the writer's own thread (see
+        // `engine`), which the scope joins at the latest when the org is done.
+        let (rows, cases, rejected, files, app_id, batches, steps) =
+            std::thread::scope(|scope| -> Result<_, GenError> {
+                let mut writer = match targets.engine.as_mut() {
+                    Some(target) if plan.role != OrgRole::MissingCredentials => Some(
+                        engine::EngineWriter::create(target, plan, &deployed, scope)?,
+                    ),
+                    _ => None,
+                };
+                let mut recorder = Recorder {
+                    files: org_files.as_mut(),
+                    engine: writer.as_mut(),
+                    cases: &mut spool,
+                    rows: BTreeMap::new(),
+                    case_counts: BTreeMap::new(),
+                    rejected: BTreeMap::new(),
+                    total_rows: 0,
+                    progress: &mut *progress,
+                    org_index: plan.index,
+                    orgs: plans.len(),
+                    target_events: plan.target_events,
+                };
+                if plan.role == OrgRole::MissingCredentials {
+                    org::Emit::case(
+                        &mut recorder,
+                        CaseRecord {
+                            kind: CaseKind::MissingInstantCredentials,
+                            namespace: "organizations",
+                            ids: vec![plan.org_id.clone()],
+                            detail: serde_json::json!({"credentials": "missing"}),
+                        },
+                    )?;
+                }
+                org::OrgGen::new(plan, &settings, &mut recorder).run()?;
+                let rows = std::mem::take(&mut recorder.rows);
+                let cases = std::mem::take(&mut recorder.case_counts);
+                let rejected = std::mem::take(&mut recorder.rejected);
+                let total_rows = recorder.total_rows;
+                drop(recorder);
+                (progress)(Progress {
+                    org_index: plan.index,
+                    orgs: plans.len(),
+                    rows: total_rows,
+                    events: rows.get(&Ns::ContextEvents).copied().unwrap_or(0),
+                    target_events: plan.target_events,
+                });
+                let files = match org_files {
+                    Some(org_files) => org_files.finish(&deployed)?,
+                    None => Vec::new(),
+                };
+                let (app_id, batches, steps) = match writer {
+                    Some(writer) => {
+                        let (app_id, batches, steps) = writer.finish()?;
+                        (Some(app_id), batches, steps)
+                    }
+                    None => (None, 0, 0),
+                };
+                Ok((rows, cases, rejected, files, app_id, batches, steps))
+            })?;
         let credentials = if plan.role == OrgRole::MissingCredentials {
             "missing"
         } else {

@@ -363,3 +363,47 @@ fn workspace_rows_read_back_match_the_manifest() {
         }
     }
 }
+
+/// The workspace is written by a thread of its own while rows are made: a refused transaction
+/// must still stop `gen` with that transaction's number, send nothing after it, and not hang.
+#[test]
+fn a_refused_transaction_stops_the_workspace_write_and_names_it() {
+    let engine = LocalEngine::in_memory().unwrap();
+    let failing = super::apply::Wrapped::new(&engine, Some((2, super::apply::Failure::Before)));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = GenConfig::new(Preset::Small, 5);
+    config.engine_compatible = true;
+    config.roles = vec![OrgRole::Clean];
+    config.orgs = 1;
+    let mut registered = 0;
+    let mut register = |_: OrgRegistration| -> Result<(), String> {
+        registered += 1;
+        Ok(())
+    };
+    let mut targets = Targets {
+        files: None,
+        engine: Some(EngineTarget {
+            api: &failing,
+            register: &mut register,
+            batch_size: 50,
+        }),
+        manifest_dir: dir.path().to_path_buf(),
+    };
+    let error = generate(&config, &mut targets, &mut |_| {}).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error, migration::gen::GenError::Target { .. }),
+        "{text}"
+    );
+    assert!(text.contains("transaction 3 failed"), "{text}");
+    assert!(text.contains("connection reset by peer"), "{text}");
+    assert_eq!(
+        failing.count(),
+        3,
+        "nothing is sent after the refused batch"
+    );
+    assert_eq!(
+        registered, 0,
+        "an org whose data was not written is not registered"
+    );
+}
