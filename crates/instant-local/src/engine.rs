@@ -72,7 +72,7 @@ impl InstantApi for LocalEngine {
         request: &TransactRequest,
     ) -> Result<TransactResponse, ApiError> {
         let app = self.store.authenticate_admin(auth)?;
-        transact::transact(&mut self.store.conn(), &app, request)
+        transact::transact_grouped(&self.store, &app, request)
     }
 
     fn schema_pull(&self, auth: &AppAuth) -> Result<SchemaPullResponse, ApiError> {

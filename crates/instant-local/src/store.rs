@@ -31,7 +31,8 @@
 //!   owns, and whether its credentials are `present`, `missing` or `malformed`, so a generated
 //!   or test fleet can hold orgs in every credential state.
 //!
-//! **Each transact call is one SQLite transaction**: all or nothing.
+//! **Each transact call is all or nothing and answers once committed**: it runs as one savepoint,
+//! and calls that arrive together share one commit (see [`Store::transact`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -230,6 +231,8 @@ impl AttrRow {
 pub struct Store {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Transact calls that arrive together share one SQLite commit (see [`Store::transact`]).
+    group: GroupCommit,
     /// Copies the WAL back into the database file off the write path (file-backed stores);
     /// stopped and joined when the store is dropped.
     checkpointer: Option<Checkpointer>,
@@ -309,6 +312,82 @@ impl Checkpointer {
         wake.notify_all();
         let _ = self.thread.join();
     }
+}
+
+/// Most transact calls one commit group takes: bounds how long the first of them waits.
+pub const GROUP_MEMBERS: usize = 8;
+
+/// The state of group commit (see [`Store::transact`]). Only a thread holding the connection
+/// opens, joins or commits a group; the lock order is the connection, then this state.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    state: Mutex<GroupState>,
+    /// Signalled when a group is committed (or fails to be).
+    committed: std::sync::Condvar,
+}
+
+impl GroupCommit {
+    fn lock(&self) -> MutexGuard<'_, GroupState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    /// Transact calls waiting for the connection: a group is left open only for them.
+    waiting: usize,
+    /// The group whose transaction is open on the connection, if any.
+    open: Option<OpenGroup>,
+    next_group: u64,
+    commits: u64,
+    /// Outcomes of committed groups that members still wait for.
+    waiting_for: std::collections::HashMap<u64, GroupOutcome>,
+}
+
+#[derive(Debug)]
+struct OpenGroup {
+    group: u64,
+    members: usize,
+}
+
+#[derive(Debug, Default)]
+struct GroupOutcome {
+    /// Members still to collect the outcome.
+    waiting: usize,
+    /// `None` until the group is committed.
+    outcome: Option<Result<(), ApiError>>,
+}
+
+impl GroupState {
+    /// Records how `group`'s commit went, for the members waiting for it.
+    fn publish(&mut self, group: u64, outcome: Result<(), ApiError>) {
+        self.commits += 1;
+        if let Some(entry) = self.waiting_for.get_mut(&group) {
+            entry.outcome = Some(outcome);
+        }
+    }
+
+    /// A waiting member's copy of `group`'s outcome, once there is one.
+    fn collect(&mut self, group: u64) -> Option<Result<(), ApiError>> {
+        let entry = self.waiting_for.get_mut(&group)?;
+        let outcome = entry.outcome.clone()?;
+        entry.waiting -= 1;
+        if entry.waiting == 0 {
+            self.waiting_for.remove(&group);
+        }
+        Some(outcome)
+    }
+}
+
+/// Commits the open group's transaction; a failed commit is rolled back, so the connection
+/// never stays inside a transaction.
+fn commit_group(conn: &Connection) -> Result<(), ApiError> {
+    conn.execute_batch("COMMIT").map_err(|error| {
+        let _ = conn.execute_batch("ROLLBACK");
+        sql_error(error)
+    })
 }
 
 impl Store {
@@ -410,6 +489,7 @@ impl Store {
         Ok(Store {
             path,
             conn: Mutex::new(conn),
+            group: GroupCommit::default(),
             checkpointer: None,
         })
     }
@@ -419,12 +499,112 @@ impl Store {
         &self.path
     }
 
-    /// The connection, for one operation at a time. A panic while holding it does not poison
-    /// the store: SQLite rolls back the open transaction when it is dropped.
+    /// The connection, for one operation at a time, with no transaction open: a commit group
+    /// left open for transact calls still on their way is committed first. A panic while
+    /// holding it does not poison the store: SQLite rolls back the open transaction when it is
+    /// dropped.
     pub fn conn(&self) -> MutexGuard<'_, Connection> {
+        let conn = self.raw_conn();
+        let mut state = self.group.lock();
+        if let Some(open) = state.open.take() {
+            let outcome = commit_group(&conn);
+            state.publish(open.group, outcome);
+            self.group.committed.notify_all();
+        }
+        drop(state);
+        conn
+    }
+
+    /// The connection as it is (a commit group may be open on it).
+    fn raw_conn(&self) -> MutexGuard<'_, Connection> {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs one transact call's `work` as a unit of its own (a savepoint: all of it or none of
+    /// it), inside a commit group, and answers once the group is committed.
+    ///
+    /// **Group commit.** When other transact calls are waiting for the connection as `work`
+    /// ends, the transaction is left open for them (up to [`GROUP_MEMBERS`] calls) and this
+    /// call waits; the last one in commits for all, and each call then returns its own result,
+    /// or the commit's error. A call therefore never answers before its writes are committed,
+    /// calls still run one at a time in arrival order, a failed call leaves no trace (its
+    /// savepoint is rolled back) and the others are unaffected; what changes is that a burst of
+    /// concurrent calls writes the pages they share to the WAL once instead of once per call.
+    /// A call that arrives alone commits at once, as before. Any other use of the connection
+    /// ([`Store::conn`]) commits an open group first.
+    pub fn transact<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.group.lock().waiting += 1;
+        let mut conn = self.raw_conn();
+        let mut state = self.group.lock();
+        state.waiting -= 1;
+        let group = match &state.open {
+            Some(open) => open.group,
+            None => {
+                conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error)?;
+                state.next_group += 1;
+                state.open = Some(OpenGroup {
+                    group: state.next_group,
+                    members: 0,
+                });
+                state.next_group
+            }
+        };
+        drop(state);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let savepoint = conn.savepoint().map_err(sql_error)?;
+            let value = work(&savepoint)?;
+            savepoint.commit().map_err(sql_error)?;
+            Ok(value)
+        }));
+        let mut state = self.group.lock();
+        let waiting = state.waiting;
+        let open = state
+            .open
+            .as_mut()
+            .expect("the group stays open while a member runs");
+        open.members += 1;
+        // A panicking member commits what the others did and goes on panicking.
+        let stay_open = result.is_ok() && waiting > 0 && open.members < GROUP_MEMBERS;
+        if !stay_open {
+            state.open = None;
+            let outcome = commit_group(&conn);
+            state.publish(group, outcome.clone());
+            self.group.committed.notify_all();
+            drop(state);
+            drop(conn);
+            return match result {
+                Ok(result) => outcome.and(result),
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+        }
+        drop(conn);
+        let value = match result {
+            Ok(Ok(value)) => value,
+            // Nothing of this call is in the group: its answer does not wait for the commit.
+            Ok(Err(error)) => return Err(error),
+            Err(_) => unreachable!("a panicking member commits the group itself"),
+        };
+        state.waiting_for.entry(group).or_default().waiting += 1;
+        loop {
+            if let Some(outcome) = state.collect(group) {
+                return outcome.map(|()| value);
+            }
+            state = self
+                .group
+                .committed
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// Commit groups so far (commits made for transact calls), for tests and figures.
+    pub fn group_commits(&self) -> u64 {
+        self.group.lock().commits
     }
 
     /// Creates an app with a fresh id and admin token.
@@ -484,7 +664,9 @@ impl Store {
             ));
         }
         check_token_shape(auth)?;
-        let conn = self.conn();
+        // The raw connection: reading the apps table does not need an open commit group
+        // committed first (transact calls authenticate before they join one).
+        let conn = self.raw_conn();
         let app = lookup_app(&conn, &auth.app_id)?;
         match app {
             Some((app, token)) if token == auth.admin_token.expose() => Ok(app),
@@ -1053,5 +1235,138 @@ mod tests {
         assert_eq!(rows[0].attr.checked_data_type.as_deref(), Some("string"));
         // A second attribute with the same name is refused by the catalogue itself.
         assert!(insert_attr(&conn, app.app_pk, &title).is_err());
+    }
+
+    /// A file-backed engine with one app whose `items.code` is unique, and that app's auth.
+    fn engine_with_unique_code(dir: &Path) -> (crate::engine::LocalEngine, App, AppAuth) {
+        use instant_api::{InstantApi, SchemaPushRequest};
+        let engine = crate::engine::LocalEngine::open(dir).unwrap();
+        let (app, token) = engine.store().create_app("group commit", false).unwrap();
+        let auth = AppAuth::new(&app.id, &token);
+        let code = json!({"valueType": "string", "required": false, "isIndexed": true,
+                          "config": {"indexed": true, "unique": true}, "metadata": {}});
+        engine
+            .schema_push(
+                &auth,
+                &SchemaPushRequest {
+                    schema: json!({"entities": {"items": {"attrs": {"code": code}, "links": {}}},
+                                   "links": {}, "rooms": {}}),
+                    check_types: true,
+                    supports_background_updates: true,
+                },
+            )
+            .unwrap();
+        (engine, app, auth)
+    }
+
+    fn put_items(codes: &[&str]) -> instant_api::TransactRequest {
+        instant_api::TransactRequest {
+            steps: codes
+                .iter()
+                .map(|code| json!(["update", "items", uuid::Uuid::new_v4().to_string(), {"code": code}]))
+                .collect(),
+            throw_on_missing_attrs: false,
+        }
+    }
+
+    /// Items of the app as another connection sees them: what is committed.
+    fn committed_items(dir: &Path, app: &App) -> i64 {
+        let other = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        other
+            .query_row(
+                "SELECT count(*) FROM entities WHERE app_pk = ?1 AND etype = 'items'",
+                [app.app_pk],
+                |row| row.get(0),
+            )
+            .unwrap()
+    }
+
+    /// Waits (up to 20 s) until `ready` holds for the group commit state.
+    fn wait_for(store: &Store, what: &str, ready: impl Fn(&GroupState) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !ready(&store.group.lock()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// Concurrent transact calls share one commit; none answers before it, a failed one leaves
+    /// nothing behind (not even its steps before the failing one), the others are unaffected.
+    /// A stand-in waiter keeps the group open until the test commits it through `conn()`, as
+    /// any other use of the connection does.
+    #[test]
+    fn concurrent_transacts_share_one_commit_and_a_failed_one_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, app, _) = engine_with_unique_code(dir.path());
+        let store = engine.store();
+        crate::transact::transact_grouped(store, &app, &put_items(&["taken"])).unwrap();
+        let commits_before = store.group_commits();
+        store.group.lock().waiting += 1;
+        std::thread::scope(|scope| {
+            let members: Vec<_> = [vec!["a"], vec!["b", "taken"], vec!["c"], vec!["d"]]
+                .into_iter()
+                .map(|codes| {
+                    let app = &app;
+                    scope.spawn(move || {
+                        crate::transact::transact_grouped(store, app, &put_items(&codes))
+                    })
+                })
+                .collect();
+            wait_for(store, "four members", |state| {
+                state.open.as_ref().is_some_and(|open| open.members == 4)
+            });
+            assert_eq!(
+                committed_items(dir.path(), &app),
+                1,
+                "nothing committed yet"
+            );
+            let answered: Vec<bool> = members.iter().map(|m| m.is_finished()).collect();
+            store.group.lock().waiting -= 1;
+            drop(store.conn());
+            let results: Vec<_> = members.into_iter().map(|m| m.join().unwrap()).collect();
+            let failed: Vec<usize> = (0..4).filter(|&n| results[n].is_err()).collect();
+            assert_eq!(failed, [1], "{results:?}");
+            assert!(
+                results[1].as_ref().unwrap_err().message.contains("unique"),
+                "{results:?}"
+            );
+            // Only the failed call could answer before the commit.
+            assert!(!answered[0] && !answered[2] && !answered[3], "{answered:?}");
+            let mut tx_ids: Vec<i64> = results.iter().flatten().map(|r| r.tx_id).collect();
+            tx_ids.dedup();
+            assert_eq!(tx_ids.len(), 3, "each call has its own tx id");
+        });
+        assert_eq!(committed_items(dir.path(), &app), 1 + 3);
+        assert_eq!(store.group_commits(), commits_before + 1);
+        assert!(store.group.lock().open.is_none());
+    }
+
+    /// A member that panics commits what the members before it did (they are answered) and
+    /// goes on panicking; the connection is left with no transaction open.
+    #[test]
+    fn a_panicking_member_commits_the_group_before_it_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, app, _) = engine_with_unique_code(dir.path());
+        let store = engine.store();
+        store.group.lock().waiting += 1;
+        std::thread::scope(|scope| {
+            let first = scope
+                .spawn(|| crate::transact::transact_grouped(store, &app, &put_items(&["kept"])));
+            wait_for(store, "the first member", |state| {
+                state.open.as_ref().is_some_and(|open| open.members == 1)
+            });
+            let panicking =
+                scope.spawn(|| store.transact(|_| -> Result<(), ApiError> { panic!("boom") }));
+            assert!(panicking.join().is_err(), "the panic goes on");
+            assert!(first.join().unwrap().is_ok());
+        });
+        store.group.lock().waiting -= 1;
+        assert_eq!(committed_items(dir.path(), &app), 1);
+        assert!(store.group.lock().open.is_none());
+        crate::transact::transact_grouped(store, &app, &put_items(&["after"])).unwrap();
+        assert_eq!(committed_items(dir.path(), &app), 2);
     }
 }

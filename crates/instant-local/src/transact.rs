@@ -1,4 +1,4 @@
-//! `POST /admin/transact`: user-facing steps run as ONE SQLite transaction, with the server's
+//! `POST /admin/transact`: user-facing steps run as one unit (all or nothing), with the server's
 //! semantics and error texts (`admin/model.clj`, `db/transaction.clj`, `db/model/triple.clj`,
 //! `db/model/attr.clj`, `util/exception.clj`).
 //!
@@ -38,7 +38,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{json, Map, Value};
 
-use crate::store::{self, sql_error, value_key, App};
+use crate::store::{self, sql_error, value_key, App, Store};
 use batch::{IdProbe, PendingInserts, TripleRow};
 use values::{as_uuid, canonical, storage_text};
 
@@ -52,6 +52,18 @@ pub fn transact(
     let tx = conn.transaction().map_err(sql_error)?;
     let tx_id = Engine::load(&tx, app)?.run(request)?;
     tx.commit().map_err(sql_error)?;
+    Ok(TransactResponse { tx_id })
+}
+
+/// [`transact`] through the store's group commit ([`Store::transact`]): the steps are checked
+/// before the connection is taken, then run as one savepoint of a commit group.
+pub fn transact_grouped(
+    store: &Store,
+    app: &App,
+    request: &TransactRequest,
+) -> Result<TransactResponse, ApiError> {
+    spec::validate_steps(&request.steps)?;
+    let tx_id = store.transact(|conn| Engine::load(conn, app)?.run(request))?;
     Ok(TransactResponse { tx_id })
 }
 
