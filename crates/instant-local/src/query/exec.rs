@@ -111,6 +111,41 @@ impl<'a> Reader<'a> {
         rows
     }
 
+    /// The entities of `etype` linked to `id` through `attr_pk`, with their creation times:
+    /// [`Reader::linked`] and [`Reader::created_at`] of each in one statement (a nested query
+    /// reads this for every parent row). Ids that are not entities of `etype` are left out.
+    fn linked_entities(
+        &self,
+        id: &str,
+        attr_pk: i64,
+        forward: bool,
+        etype: &str,
+    ) -> Result<Vec<(String, i64)>, ApiError> {
+        let sql = if forward {
+            // Pinned as in `linked`.
+            "SELECT k.entity_id, e.created_at FROM triples t INDEXED BY triples_eav \
+             CROSS JOIN entity_keys k ON k.app_pk = ?1 AND k.entity_id = t.ref_id \
+             CROSS JOIN entities e ON e.app_pk = ?1 AND e.etype = ?4 AND e.entity_pk = k.entity_pk \
+             WHERE t.app_pk = ?1 AND t.entity_pk = \
+             (SELECT entity_pk FROM entity_keys WHERE app_pk = ?1 AND entity_id = ?2) \
+             AND t.attr_pk = ?3 AND t.ref_id IS NOT NULL"
+        } else {
+            "SELECT k.entity_id, e.created_at FROM triples t \
+             CROSS JOIN entity_keys k ON k.entity_pk = t.entity_pk \
+             CROSS JOIN entities e ON e.app_pk = ?1 AND e.etype = ?4 AND e.entity_pk = t.entity_pk \
+             WHERE t.app_pk = ?1 AND t.ref_id = ?2 AND t.attr_pk = ?3"
+        };
+        let mut statement = self.conn.prepare_cached(sql).map_err(sql_error)?;
+        let rows = statement
+            .query_map(params![self.app_pk, id, attr_pk, etype], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(sql_error)?
+            .collect::<Result<Vec<(String, i64)>, _>>()
+            .map_err(sql_error);
+        rows
+    }
+
     fn target_values(&self, id: &str, target: &Target) -> Result<Vec<Stored>, ApiError> {
         match target {
             Target::Blob { attr_pk, .. } => self.values(id, *attr_pk),
@@ -658,15 +693,13 @@ impl<'a> Reader<'a> {
         if plan.missing || plan.aggregate {
             return Ok(empty);
         }
-        let mut ids = self.linked(parent, link.attr_pk, link.forward)?;
-        ids.sort();
-        ids.dedup();
-        let mut rows = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(created_at) = self.created_at(etype, &id)? {
-                if self.matches(&plan.filter, &id)? {
-                    rows.push((id, created_at));
-                }
+        let mut linked = self.linked_entities(parent, link.attr_pk, link.forward, etype)?;
+        linked.sort();
+        linked.dedup();
+        let mut rows = Vec::with_capacity(linked.len());
+        for (id, created_at) in linked {
+            if self.matches(&plan.filter, &id)? {
+                rows.push((id, created_at));
             }
         }
         // Child `limit`/`first`/`last` are ignored like on the server (page info is top-level

@@ -291,6 +291,42 @@ fn entities_nested_links_both_directions_and_key_order() {
     );
 }
 
+/// A link whose other end is not an entity of the linked namespace (a link to an id that was
+/// never written, or from one) is left out of nested results in both directions; only ids
+/// that are entities come back, in creation order.
+#[test]
+fn nested_links_leave_out_ends_that_are_not_entities() {
+    let f = library();
+    f.connect("posts", 14, "author", 99);
+    f.connect("posts", 98, "author", 2);
+    f.check(
+        json!({"posts": {"$": {"where": {"title": "ünïcode"}, "fields": ["title"]}, "author": {}},
+               "users": {"$": {"where": {"handle": "bob"}, "fields": ["handle"]}, "posts": {"$": {"fields": ["title"]}}}}),
+        expect![[r#"
+            {
+              "posts": [
+                {
+                  "id": "00000000-0000-4000-8000-000000000014",
+                  "title": "ünïcode",
+                  "author": []
+                }
+              ],
+              "users": [
+                {
+                  "id": "00000000-0000-4000-8000-000000000002",
+                  "handle": "bob",
+                  "posts": [
+                    {
+                      "id": "00000000-0000-4000-8000-000000000013",
+                      "title": "Zebra"
+                    }
+                  ]
+                }
+              ]
+            }"#]],
+    );
+}
+
 #[test]
 fn inference_makes_has_one_links_singular() {
     let f = library();
