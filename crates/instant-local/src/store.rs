@@ -522,8 +522,10 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs one transact call's `work` as a unit of its own (a savepoint: all of it or none of
-    /// it), inside a commit group, and answers once the group is committed.
+    /// Runs one transact call's `work` as a unit of its own (all of it or none of it), inside a
+    /// commit group, and answers once the group is committed. The call that opens a group is
+    /// the transaction itself (a failure rolls the transaction back); a call that joins an
+    /// open group runs as a savepoint, so that its failure rolls back its own writes only.
     ///
     /// **Group commit.** When other transact calls are waiting for the connection as `work`
     /// ends, the transaction is left open for them (up to [`GROUP_MEMBERS`] calls) and this
@@ -542,8 +544,8 @@ impl Store {
         let mut conn = self.raw_conn();
         let mut state = self.group.lock();
         state.waiting -= 1;
-        let group = match &state.open {
-            Some(open) => open.group,
+        let (group, first) = match &state.open {
+            Some(open) => (open.group, false),
             None => {
                 conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error)?;
                 state.next_group += 1;
@@ -551,17 +553,34 @@ impl Store {
                     group: state.next_group,
                     members: 0,
                 });
-                state.next_group
+                (state.next_group, true)
             }
         };
         drop(state);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if first {
+                // Nothing else is in the transaction yet: no savepoint needed (a savepoint
+                // copies every page it changes aside, which a lone call would pay for nothing).
+                return work(&conn);
+            }
             let savepoint = conn.savepoint().map_err(sql_error)?;
             let value = work(&savepoint)?;
             savepoint.commit().map_err(sql_error)?;
             Ok(value)
         }));
         let mut state = self.group.lock();
+        if first && !matches!(result, Ok(Ok(_))) {
+            // The opening call failed: the transaction holds its writes only. No one else
+            // has joined (they need the connection, which this call still holds).
+            state.open = None;
+            drop(state);
+            let _ = conn.execute_batch("ROLLBACK");
+            drop(conn);
+            return match result {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+        }
         let waiting = state.waiting;
         let open = state
             .open
@@ -1281,14 +1300,18 @@ mod tests {
             .unwrap()
     }
 
-    /// Waits (up to 20 s) until `ready` holds for the group commit state.
+    /// Waits (up to 20 s) until `ready` holds for the group commit state. The tests keep a
+    /// group open with one stand-in waiter; on a timeout it is withdrawn and the group
+    /// committed before failing, so that the members answer and the test ends instead of
+    /// hanging.
     fn wait_for(store: &Store, what: &str, ready: impl Fn(&GroupState) -> bool) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while !ready(&store.group.lock()) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
+            if std::time::Instant::now() >= deadline {
+                store.group.lock().waiting -= 1;
+                drop(store.conn());
+                panic!("timed out waiting for {what}");
+            }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
     }
@@ -1306,15 +1329,19 @@ mod tests {
         let commits_before = store.group_commits();
         store.group.lock().waiting += 1;
         std::thread::scope(|scope| {
-            let members: Vec<_> = [vec!["a"], vec!["b", "taken"], vec!["c"], vec!["d"]]
-                .into_iter()
-                .map(|codes| {
-                    let app = &app;
-                    scope.spawn(move || {
-                        crate::transact::transact_grouped(store, app, &put_items(&codes))
-                    })
+            let spawn = |codes: Vec<&'static str>| {
+                let app = &app;
+                scope.spawn(move || {
+                    crate::transact::transact_grouped(store, app, &put_items(&codes))
                 })
-                .collect();
+            };
+            // The first member opens the group and the failing one joins it (a failing first
+            // member is the case of the next test).
+            let mut members = vec![spawn(vec!["a"])];
+            wait_for(store, "the first member", |state| {
+                state.open.as_ref().is_some_and(|open| open.members == 1)
+            });
+            members.extend([vec!["b", "taken"], vec!["c"], vec!["d"]].map(spawn));
             wait_for(store, "four members", |state| {
                 state.open.as_ref().is_some_and(|open| open.members == 4)
             });
@@ -1368,5 +1395,30 @@ mod tests {
         assert!(store.group.lock().open.is_none());
         crate::transact::transact_grouped(store, &app, &put_items(&["after"])).unwrap();
         assert_eq!(committed_items(dir.path(), &app), 2);
+    }
+
+    /// The call that opens a group runs without a savepoint: when it fails, the whole
+    /// transaction (its writes only) is rolled back and no group is left open, even with
+    /// callers waiting; the next call opens a new group.
+    #[test]
+    fn a_failed_first_member_rolls_back_and_leaves_no_group_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, app, _) = engine_with_unique_code(dir.path());
+        let store = engine.store();
+        crate::transact::transact_grouped(store, &app, &put_items(&["taken"])).unwrap();
+        let commits_before = store.group_commits();
+        store.group.lock().waiting += 1;
+        let error = crate::transact::transact_grouped(store, &app, &put_items(&["new", "taken"]))
+            .unwrap_err();
+        assert!(error.message.contains("unique"), "{error:?}");
+        assert!(store.group.lock().open.is_none());
+        assert_eq!(store.group_commits(), commits_before);
+        store.group.lock().waiting -= 1;
+        crate::transact::transact_grouped(store, &app, &put_items(&["next"])).unwrap();
+        assert_eq!(
+            committed_items(dir.path(), &app),
+            2,
+            "taken and next; not new"
+        );
     }
 }
