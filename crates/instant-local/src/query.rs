@@ -2,13 +2,13 @@
 //! server's `query-post` returns (no page info, no aggregates).
 //!
 //! The work follows the server's own phases, because which error a client sees depends on it:
-//! 1. [`forms`] reads the query object into forms, as `coerce-forms!` does (shape checks, `$`
+//! 1. `forms` reads the query object into forms, as `coerce-forms!` does (shape checks, `$`
 //!    options, `where` rewriting of `or`/`and`/`$not`/`$isNull`), then checks the `where`
 //!    values as the server's spec conform does (`Validation failed for coerced-query`).
-//! 2. [`plan`] resolves every form against the attribute catalogue, top-level form by form and
+//! 2. `plan` resolves every form against the attribute catalogue, top-level form by form and
 //!    depth first (`query-one`): `where` typing and link errors, top-level `order` validation,
 //!    children. An unknown namespace or `where` attribute makes that form empty, not an error.
-//! 3. [`exec`] reads the rows: a narrowing `where` condition on the top-level form is answered
+//! 3. `exec` reads the rows: a narrowing `where` condition on the top-level form is answered
 //!    from an index, the rest is evaluated in memory on the candidates only, and the default
 //!    order with `limit`/`offset` streams the `entities_created` index.
 //!

@@ -3,7 +3,7 @@
 //! `db/model/attr.clj`, `util/exception.clj`).
 //!
 //! The pipeline follows the server's:
-//! 1. shape check of the steps ([`spec`]), entity-id check first;
+//! 1. shape check of the steps (`spec`), entity-id check first;
 //! 2. attribute auto-creation (`create-missing-attrs`), or the missing-attributes error;
 //! 3. expansion into internal ops (`add-triple`, `deep-merge-triple`, `retract-triple`,
 //!    `delete-entity`, `rule-params`, `add-attr`, `delete-attr`), lookups extracted;

@@ -116,7 +116,7 @@ rules! {
     PartWithoutStep = "part_without_step", Dropped;
     /// idx is missing, negative or not an integer (idx is never renumbered).
     PartIdxInvalid = "part_idx_invalid", Dropped;
-    /// Another part has the same key <stepId>:<idx>; the newest updatedAt (then smallest id) wins.
+    /// Another part has the same key `<stepId>:<idx>`; the newest updatedAt (then smallest id) wins.
     PartKeyDuplicate = "part_key_duplicate", Dropped;
 
     // ---- repaired: migrated with a value changed, derived or omitted -----------------------
@@ -150,7 +150,7 @@ rules! {
     ExecutionIdMismatch = "execution_id_mismatch", Repaired;
     /// part.stepId differs from the step link (another id, or not a UUID); the link wins and the attribute follows it.
     StepIdMismatch = "step_id_mismatch", Repaired;
-    /// The legacy part key differs from <stepId>:<idx>; the key is recomputed.
+    /// The legacy part key differs from `<stepId>:<idx>`; the key is recomputed.
     PartKeyRecomputed = "part_key_recomputed", Repaired;
     /// The part has no id; uuidv5(MIGRATION_NS, "part:" + key) is used.
     PartIdDerived = "part_id_derived", Repaired;

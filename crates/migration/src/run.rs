@@ -7,7 +7,7 @@
 //! How it stays fast and small (memory follows the join and the sort budget, not the input):
 //!
 //! 1. **Pass 1** reads the input once, in order. The scanning thread delimits rows (8 bytes of
-//!    index per row, [`Rows`]) and hands blocks of row text to workers, which type each row
+//!    index per row, `Rows`) and hands blocks of row text to workers, which type each row
 //!    for the join only (members delimited, not parsed, big JSON attributes skipped) and give
 //!    it a *cell*: the first byte of its id. Their [`JoinBuilder`]s are merged in input order;
 //!    report entries go straight to a sorter that spills beyond its budget. Nothing is

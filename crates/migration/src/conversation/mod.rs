@@ -4,9 +4,9 @@
 //! one `thread_items` row per WhatsApp message, and by linking the `conversation_messages` of
 //! those messages to the context and the item.
 //!
-//! Layering: [`source`] reads (paged, through the `InstantApi` port only), [`plan`] decides
-//! (pure: rows in, steps out), [`apply`] writes the steps in transactions that refuse to
-//! auto-create attributes, [`verify`] reads the result back with the timeline's query shape
+//! Layering: [`source`] reads (paged, through the `InstantApi` port only), [`mod@plan`] decides
+//! (pure: rows in, steps out), [`mod@apply`] writes the steps in transactions that refuse to
+//! auto-create attributes, [`mod@verify`] reads the result back with the timeline's query shape
 //! (context by key, then its items ordered by `createdAt`). Running it again changes nothing:
 //! every id is derived or reused, and only what is missing is written.
 

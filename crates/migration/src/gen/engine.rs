@@ -4,7 +4,7 @@
 //! chunk exists, in transactions of about `batch_size` steps.
 //!
 //! The transactions are sent by a writer thread of their own while the next rows are being
-//! generated (a queue of [`QUEUED_BATCHES`] batches between the two), in the order they were
+//! generated (a queue of `QUEUED_BATCHES` batches between the two), in the order they were
 //! made: the data written is the same as sending them inline, and making the rows no longer
 //! waits for the server.
 
