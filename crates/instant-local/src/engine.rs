@@ -72,7 +72,7 @@ impl InstantApi for LocalEngine {
         request: &TransactRequest,
     ) -> Result<TransactResponse, ApiError> {
         let app = self.store.authenticate_admin(auth)?;
-        transact::transact_grouped(&self.store, &app, request)
+        transact::transact(&self.store, &app, request)
     }
 
     fn schema_pull(&self, auth: &AppAuth) -> Result<SchemaPullResponse, ApiError> {

@@ -1256,8 +1256,12 @@ mod tests {
         assert!(insert_attr(&conn, app.app_pk, &title).is_err());
     }
 
-    /// A file-backed engine with one app whose `items.code` is unique, and that app's auth.
-    fn engine_with_unique_code(dir: &Path) -> (crate::engine::LocalEngine, App, AppAuth) {
+    /// A file-backed engine with one app whose `items.code` is unique, holding one committed
+    /// item per code of `committed`.
+    fn engine_with_unique_code(
+        dir: &Path,
+        committed: &[&str],
+    ) -> (crate::engine::LocalEngine, App) {
         use instant_api::{InstantApi, SchemaPushRequest};
         let engine = crate::engine::LocalEngine::open(dir).unwrap();
         let (app, token) = engine.store().create_app("group commit", false).unwrap();
@@ -1275,7 +1279,10 @@ mod tests {
                 },
             )
             .unwrap();
-        (engine, app, auth)
+        if !committed.is_empty() {
+            crate::transact::transact(engine.store(), &app, &put_items(committed)).unwrap();
+        }
+        (engine, app)
     }
 
     fn put_items(codes: &[&str]) -> instant_api::TransactRequest {
@@ -1323,17 +1330,14 @@ mod tests {
     #[test]
     fn concurrent_transacts_share_one_commit_and_a_failed_one_leaves_no_trace() {
         let dir = tempfile::tempdir().unwrap();
-        let (engine, app, _) = engine_with_unique_code(dir.path());
+        let (engine, app) = engine_with_unique_code(dir.path(), &["taken"]);
         let store = engine.store();
-        crate::transact::transact_grouped(store, &app, &put_items(&["taken"])).unwrap();
         let commits_before = store.group_commits();
         store.group.lock().waiting += 1;
         std::thread::scope(|scope| {
             let spawn = |codes: Vec<&'static str>| {
                 let app = &app;
-                scope.spawn(move || {
-                    crate::transact::transact_grouped(store, app, &put_items(&codes))
-                })
+                scope.spawn(move || crate::transact::transact(store, app, &put_items(&codes)))
             };
             // The first member opens the group and the failing one joins it (a failing first
             // member is the case of the next test).
@@ -1376,12 +1380,12 @@ mod tests {
     #[test]
     fn a_panicking_member_commits_the_group_before_it_panics() {
         let dir = tempfile::tempdir().unwrap();
-        let (engine, app, _) = engine_with_unique_code(dir.path());
+        let (engine, app) = engine_with_unique_code(dir.path(), &[]);
         let store = engine.store();
         store.group.lock().waiting += 1;
         std::thread::scope(|scope| {
-            let first = scope
-                .spawn(|| crate::transact::transact_grouped(store, &app, &put_items(&["kept"])));
+            let first =
+                scope.spawn(|| crate::transact::transact(store, &app, &put_items(&["kept"])));
             wait_for(store, "the first member", |state| {
                 state.open.as_ref().is_some_and(|open| open.members == 1)
             });
@@ -1393,7 +1397,7 @@ mod tests {
         store.group.lock().waiting -= 1;
         assert_eq!(committed_items(dir.path(), &app), 1);
         assert!(store.group.lock().open.is_none());
-        crate::transact::transact_grouped(store, &app, &put_items(&["after"])).unwrap();
+        crate::transact::transact(store, &app, &put_items(&["after"])).unwrap();
         assert_eq!(committed_items(dir.path(), &app), 2);
     }
 
@@ -1403,18 +1407,17 @@ mod tests {
     #[test]
     fn a_failed_first_member_rolls_back_and_leaves_no_group_open() {
         let dir = tempfile::tempdir().unwrap();
-        let (engine, app, _) = engine_with_unique_code(dir.path());
+        let (engine, app) = engine_with_unique_code(dir.path(), &["taken"]);
         let store = engine.store();
-        crate::transact::transact_grouped(store, &app, &put_items(&["taken"])).unwrap();
         let commits_before = store.group_commits();
         store.group.lock().waiting += 1;
-        let error = crate::transact::transact_grouped(store, &app, &put_items(&["new", "taken"]))
-            .unwrap_err();
+        let error =
+            crate::transact::transact(store, &app, &put_items(&["new", "taken"])).unwrap_err();
         assert!(error.message.contains("unique"), "{error:?}");
         assert!(store.group.lock().open.is_none());
         assert_eq!(store.group_commits(), commits_before);
         store.group.lock().waiting -= 1;
-        crate::transact::transact_grouped(store, &app, &put_items(&["next"])).unwrap();
+        crate::transact::transact(store, &app, &put_items(&["next"])).unwrap();
         assert_eq!(
             committed_items(dir.path(), &app),
             2,

@@ -42,22 +42,9 @@ use crate::store::{self, sql_error, value_key, App, Store};
 use batch::{IdProbe, PendingInserts, TripleRow};
 use values::{as_uuid, canonical, storage_text};
 
-/// Runs `request` against `app` as one SQLite transaction: everything is written, or nothing.
+/// Runs `request` against `app` as one unit, everything or nothing, through the store's group
+/// commit ([`Store::transact`]): the steps are checked before the connection is taken.
 pub fn transact(
-    conn: &mut Connection,
-    app: &App,
-    request: &TransactRequest,
-) -> Result<TransactResponse, ApiError> {
-    spec::validate_steps(&request.steps)?;
-    let tx = conn.transaction().map_err(sql_error)?;
-    let tx_id = Engine::load(&tx, app)?.run(request)?;
-    tx.commit().map_err(sql_error)?;
-    Ok(TransactResponse { tx_id })
-}
-
-/// [`transact`] through the store's group commit ([`Store::transact`]): the steps are checked
-/// before the connection is taken, then run as one savepoint of a commit group.
-pub fn transact_grouped(
     store: &Store,
     app: &App,
     request: &TransactRequest,
@@ -1132,13 +1119,9 @@ impl<'c> Engine<'c> {
                 ids_by_etype.entry(etype).or_default().push(id);
             }
         }
-        let mut existing: FxHashMap<&str, FxHashSet<String>> = FxHashMap::default();
-        for (etype, ids) in ids_by_etype {
-            let found = IdProbe::InNamespace
-                .matching(self.db()?, self.app.app_pk, etype, ids)
-                .map_err(sql_error)?;
-            existing.insert(etype, found);
-        }
+        let existing = IdProbe::InNamespace
+            .matching_per_namespace(self.db()?, self.app.app_pk, ids_by_etype)
+            .map_err(sql_error)?;
         let mut creates_existing = Vec::new();
         let mut updates_missing = Vec::new();
         for (op, e, a, mode) in checked() {
@@ -1523,13 +1506,9 @@ impl<'c> Engine<'c> {
                 probed.entry(*etype).or_default().push(*id);
             }
         }
-        let mut had_triples: FxHashMap<&str, FxHashSet<String>> = FxHashMap::default();
-        for (etype, ids) in probed {
-            let found = IdProbe::HasTripleIn
-                .matching(self.db()?, self.app.app_pk, etype, ids)
-                .map_err(sql_error)?;
-            had_triples.insert(etype, found);
-        }
+        let had_triples = IdProbe::HasTripleIn
+            .matching_per_namespace(self.db()?, self.app.app_pk, probed)
+            .map_err(sql_error)?;
         // Entities whose row this group created and that held no triple of the namespace:
         // all their triples of the namespace are plain inserts, whatever their position in
         // the group. Keyed by (namespace, id).

@@ -514,6 +514,20 @@ impl IdProbe {
         }
     }
 
+    /// [`IdProbe::matching`] for ids grouped by namespace, each namespace being the scope of
+    /// its own ids: the matching ids of each namespace.
+    pub fn matching_per_namespace<'k>(
+        self,
+        conn: &Connection,
+        app_pk: i64,
+        ids_by_etype: FxHashMap<&'k str, Vec<&str>>,
+    ) -> Result<FxHashMap<&'k str, FxHashSet<String>>> {
+        ids_by_etype
+            .into_iter()
+            .map(|(etype, ids)| Ok((etype, self.matching(conn, app_pk, etype, ids)?)))
+            .collect()
+    }
+
     /// The ids among `ids` that satisfy the probe within `scope`.
     pub fn matching<'i>(
         self,

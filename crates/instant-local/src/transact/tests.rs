@@ -27,8 +27,7 @@ impl Fixture {
             steps: steps.as_array().unwrap().clone(),
             throw_on_missing_attrs: strict,
         };
-        let mut conn = self.store.conn();
-        transact(&mut conn, &self.app, &request).map(|response| response.tx_id)
+        transact(&self.store, &self.app, &request).map(|response| response.tx_id)
     }
 
     fn ok(&self, steps: Value) -> i64 {
@@ -1065,7 +1064,7 @@ fn write_throughput() {
             steps,
             throw_on_missing_attrs: false,
         };
-        transact(&mut store.conn(), &app, &request).unwrap();
+        transact(&store, &app, &request).unwrap();
     }
     let elapsed = started.elapsed().as_secs_f64();
     let entities = (batches * 500) as f64;

@@ -465,105 +465,104 @@ pub fn generate(
         .map_err(|error| GenError::io(&targets.manifest_dir, error))?;
     let mut summaries = Vec::new();
     let mut spools = Vec::new();
-    for plan in &plans {
-        let (settings, features) = org_settings(config, plan);
-        let deployed = schema::as_deployed(features)?;
-        let mut spool = manifest::CaseSpool::create(&targets.manifest_dir, plan.index)?;
-        let mut org_files = match &targets.files {
-            Some((dir, format)) => Some(files::OrgFiles::create(dir, &plan.slug, *format)?),
-            None => None,
-        };
-        // The org's rows are made on this thread and written by the writer's own thread (see
-        // `engine`), which the scope joins at the latest when the org is done.
-        let (rows, cases, rejected, files, app_id, batches, steps) =
-            std::thread::scope(|scope| -> Result<_, GenError> {
-                let mut writer = match targets.engine.as_mut() {
-                    Some(target) if plan.role != OrgRole::MissingCredentials => Some(
-                        engine::EngineWriter::create(target, plan, &deployed, scope)?,
-                    ),
-                    _ => None,
-                };
-                let mut recorder = Recorder {
-                    files: org_files.as_mut(),
-                    engine: writer.as_mut(),
-                    cases: &mut spool,
-                    rows: BTreeMap::new(),
-                    case_counts: BTreeMap::new(),
-                    rejected: BTreeMap::new(),
-                    total_rows: 0,
-                    progress: &mut *progress,
-                    org_index: plan.index,
-                    orgs: plans.len(),
-                    target_events: plan.target_events,
-                };
-                if plan.role == OrgRole::MissingCredentials {
-                    org::Emit::case(
-                        &mut recorder,
-                        CaseRecord {
-                            kind: CaseKind::MissingInstantCredentials,
-                            namespace: "organizations",
-                            ids: vec![plan.org_id.clone()],
-                            detail: serde_json::json!({"credentials": "missing"}),
-                        },
-                    )?;
+    // Rows are made on this thread and written by each org's writer thread (see `engine`),
+    // which the org's `finish` joins (the scope joins it on an early error).
+    std::thread::scope(|scope| -> Result<(), GenError> {
+        for plan in &plans {
+            let (settings, features) = org_settings(config, plan);
+            let deployed = schema::as_deployed(features)?;
+            let mut spool = manifest::CaseSpool::create(&targets.manifest_dir, plan.index)?;
+            let mut org_files = match &targets.files {
+                Some((dir, format)) => Some(files::OrgFiles::create(dir, &plan.slug, *format)?),
+                None => None,
+            };
+            let mut writer = match targets.engine.as_mut() {
+                Some(target) if plan.role != OrgRole::MissingCredentials => Some(
+                    engine::EngineWriter::create(target, plan, &deployed, scope)?,
+                ),
+                _ => None,
+            };
+            let mut recorder = Recorder {
+                files: org_files.as_mut(),
+                engine: writer.as_mut(),
+                cases: &mut spool,
+                rows: BTreeMap::new(),
+                case_counts: BTreeMap::new(),
+                rejected: BTreeMap::new(),
+                total_rows: 0,
+                progress: &mut *progress,
+                org_index: plan.index,
+                orgs: plans.len(),
+                target_events: plan.target_events,
+            };
+            if plan.role == OrgRole::MissingCredentials {
+                org::Emit::case(
+                    &mut recorder,
+                    CaseRecord {
+                        kind: CaseKind::MissingInstantCredentials,
+                        namespace: "organizations",
+                        ids: vec![plan.org_id.clone()],
+                        detail: serde_json::json!({"credentials": "missing"}),
+                    },
+                )?;
+            }
+            org::OrgGen::new(plan, &settings, &mut recorder).run()?;
+            let rows = std::mem::take(&mut recorder.rows);
+            let cases = std::mem::take(&mut recorder.case_counts);
+            let rejected = std::mem::take(&mut recorder.rejected);
+            let total_rows = recorder.total_rows;
+            drop(recorder);
+            (progress)(Progress {
+                org_index: plan.index,
+                orgs: plans.len(),
+                rows: total_rows,
+                events: rows.get(&Ns::ContextEvents).copied().unwrap_or(0),
+                target_events: plan.target_events,
+            });
+            let files = match org_files {
+                Some(org_files) => org_files.finish(&deployed)?,
+                None => Vec::new(),
+            };
+            let (app_id, batches, steps) = match writer {
+                Some(writer) => {
+                    let (app_id, batches, steps) = writer.finish()?;
+                    (Some(app_id), batches, steps)
                 }
-                org::OrgGen::new(plan, &settings, &mut recorder).run()?;
-                let rows = std::mem::take(&mut recorder.rows);
-                let cases = std::mem::take(&mut recorder.case_counts);
-                let rejected = std::mem::take(&mut recorder.rejected);
-                let total_rows = recorder.total_rows;
-                drop(recorder);
-                (progress)(Progress {
-                    org_index: plan.index,
-                    orgs: plans.len(),
-                    rows: total_rows,
-                    events: rows.get(&Ns::ContextEvents).copied().unwrap_or(0),
-                    target_events: plan.target_events,
-                });
-                let files = match org_files {
-                    Some(org_files) => org_files.finish(&deployed)?,
-                    None => Vec::new(),
-                };
-                let (app_id, batches, steps) = match writer {
-                    Some(writer) => {
-                        let (app_id, batches, steps) = writer.finish()?;
-                        (Some(app_id), batches, steps)
-                    }
-                    None => (None, 0, 0),
-                };
-                Ok((rows, cases, rejected, files, app_id, batches, steps))
-            })?;
-        let credentials = if plan.role == OrgRole::MissingCredentials {
-            "missing"
-        } else {
-            "present"
-        };
-        if let Some(target) = targets.engine.as_mut() {
-            (target.register)(OrgRegistration {
-                org_id: plan.org_id.clone(),
-                name: plan.name.clone(),
-                slug: plan.slug.clone(),
-                app_id: app_id.clone(),
+                None => (None, 0, 0),
+            };
+            let credentials = if plan.role == OrgRole::MissingCredentials {
+                "missing"
+            } else {
+                "present"
+            };
+            if let Some(target) = targets.engine.as_mut() {
+                (target.register)(OrgRegistration {
+                    org_id: plan.org_id.clone(),
+                    name: plan.name.clone(),
+                    slug: plan.slug.clone(),
+                    app_id: app_id.clone(),
+                    credentials,
+                })
+                .map_err(|message| GenError::Target {
+                    org: plan.org_id.clone(),
+                    message,
+                })?;
+            }
+            spools.push(spool.finish()?);
+            summaries.push(OrgSummary {
+                plan: plan.clone(),
+                rows,
+                cases,
+                rejected,
+                files,
+                app_id,
                 credentials,
-            })
-            .map_err(|message| GenError::Target {
-                org: plan.org_id.clone(),
-                message,
-            })?;
+                batches,
+                steps,
+            });
         }
-        spools.push(spool.finish()?);
-        summaries.push(OrgSummary {
-            plan: plan.clone(),
-            rows,
-            cases,
-            rejected,
-            files,
-            app_id,
-            credentials,
-            batches,
-            steps,
-        });
-    }
+        Ok(())
+    })?;
     let excluded: Vec<CaseKind> = CaseKind::ALL
         .iter()
         .copied()
