@@ -11,6 +11,7 @@
 #   E2E_EVENTS [preset]  fleet-wide number of context_events
 #   E2E_BATCH  [500]     steps per transaction
 #   E2E_KEEP   [unset]   set: keep the workspace and run folders (the path is printed)
+#   E2E_KEEP_BEFORE_APPLY [unset] set: also keep a copy of the workspace as each apply finds it
 # Quick run: E2E_PRESET=small bench/e2e.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -723,6 +723,7 @@ impl Runner<'_, '_> {
         let started = Instant::now();
         self.observer.stage_started("tx-plan");
         let plan = match build_checked_plan(
+            &extract_dir,
             &transform_dir,
             &apply_dir,
             self.options.batch_size,
@@ -967,14 +968,20 @@ pub(crate) fn transform_config(extract_dir: &Path, transform_dir: &Path) -> tran
     }
 }
 
-/// Builds the tx plan of `transform_dir` into `apply_dir` and checks it as apply will.
+/// Builds the tx plan of `transform_dir` into `apply_dir`, in the source order of
+/// `extract_dir` (the run's extract), and checks it as apply will.
 pub(crate) fn build_checked_plan(
+    extract_dir: &Path,
     transform_dir: &Path,
     apply_dir: &Path,
     batch_size: usize,
     allow_destructive: bool,
 ) -> Result<txplan::PlanSummary, String> {
-    let plan = txplan::build_plan(transform_dir, apply_dir, &PlanOptions { batch_size })
+    let options = PlanOptions {
+        batch_size,
+        source_order: Some(extract_dir.to_path_buf()).filter(|dir| dir.is_dir()),
+    };
+    let plan = txplan::build_plan(transform_dir, apply_dir, &options)
         .map_err(|error| error.to_string())?;
     txplan::check_plan(&apply_dir.join(txplan::PLAN_FILE), allow_destructive)
         .map_err(|error| error.to_string())?;

@@ -609,7 +609,14 @@ impl Bundle<'_, '_> {
         let apply_dir = self.dir(Section::Apply)?;
         let mut plan: Option<PlanSummary> = None;
         let tx_plan = if transform.ok {
-            match build_checked_plan(&transform_dir, &apply_dir, self.options.batch_size, false) {
+            let extract_dir = self.run().section(Section::Extract);
+            match build_checked_plan(
+                &extract_dir,
+                &transform_dir,
+                &apply_dir,
+                self.options.batch_size,
+                false,
+            ) {
                 Ok(summary) => {
                     let check = Check::passed(None, tx_plan_detail(&summary), tx_plan_files());
                     plan = Some(summary);

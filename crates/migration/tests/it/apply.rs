@@ -135,7 +135,15 @@ pub fn planned(name: &str, batch_size: usize) -> Planned {
         std::fs::copy(&path, transform_dir.join(path.file_name().unwrap())).unwrap();
     }
     let apply_dir = run.join("03-apply");
-    let summary = build_plan(&transform_dir, &apply_dir, &PlanOptions { batch_size }).unwrap();
+    let summary = build_plan(
+        &transform_dir,
+        &apply_dir,
+        &PlanOptions {
+            batch_size,
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
     Planned {
         plan: apply_dir.join(PLAN_FILE),
         _scratch: Scratch(run.clone()),
@@ -456,7 +464,15 @@ fn apply_writes_exactly_the_transform_output_into_the_generated_app() {
     let run_dir = scratch_dir.0.join("run");
     let transform_dir = transform(&gen_dir.join(&org.plan.slug), &run_dir);
     let apply_dir = run_dir.join("03-apply");
-    let summary = build_plan(&transform_dir, &apply_dir, &PlanOptions { batch_size: 64 }).unwrap();
+    let summary = build_plan(
+        &transform_dir,
+        &apply_dir,
+        &PlanOptions {
+            batch_size: 64,
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
     let applied = run_apply(
         &engine,
         &auth,
@@ -1028,7 +1044,10 @@ fn a_journal_of_another_plan_and_a_held_lock_are_refused() {
     let rebuilt = build_plan(
         &planned.run.join("02-transform"),
         &planned.apply_dir,
-        &PlanOptions { batch_size: 41 },
+        &PlanOptions {
+            batch_size: 41,
+            ..PlanOptions::default()
+        },
     )
     .unwrap_err();
     assert!(

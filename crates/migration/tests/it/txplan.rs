@@ -45,7 +45,10 @@ fn the_same_input_gives_a_byte_identical_plan_also_from_a_rerun_transform() {
     let summary = build_plan(
         &transform_dir,
         &rerun.0.join("03-apply"),
-        &PlanOptions { batch_size: 500 },
+        &PlanOptions {
+            batch_size: 500,
+            ..PlanOptions::default()
+        },
     )
     .unwrap();
     assert_eq!(
@@ -216,7 +219,10 @@ fn a_source_with_many_targets_gets_several_link_steps() {
     let summary = build_plan(
         &transform_dir,
         &tmp.0.join("03-apply"),
-        &PlanOptions { batch_size: 500 },
+        &PlanOptions {
+            batch_size: 500,
+            ..PlanOptions::default()
+        },
     )
     .unwrap();
     assert_eq!(summary.steps_by_op["link"], 2);
@@ -341,7 +347,10 @@ fn input_that_cannot_be_planned_is_one_clear_error_and_no_plan_file() {
     let error = build_plan(
         &transform_dir,
         &tmp.0.join("03-apply"),
-        &PlanOptions { batch_size: 0 },
+        &PlanOptions {
+            batch_size: 0,
+            ..PlanOptions::default()
+        },
     )
     .unwrap_err();
     assert!(error.to_string().contains("at least 1"), "{error}");
@@ -421,4 +430,100 @@ fn a_plan_file_is_checked_op_by_op() {
     std::fs::write(&cut, batch(1, &[&update])).unwrap();
     let error = check_plan(&cut, false).unwrap_err();
     assert!(error.to_string().contains("truncated"), "{error}");
+}
+
+/// Each id's place in an extract folder as the plan reads it: the `.ndjson` files by name,
+/// rows in order, first appearance.
+fn extract_positions(extract: &Path) -> BTreeMap<String, usize> {
+    let mut files: Vec<_> = std::fs::read_dir(extract)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "ndjson"))
+        .collect();
+    files.sort();
+    let mut positions = BTreeMap::new();
+    for path in files {
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let row: Value = serde_json::from_str(line).unwrap();
+            if let Some(id) = row["id"].as_str() {
+                let next = positions.len();
+                positions.entry(id.to_string()).or_insert(next);
+            }
+        }
+    }
+    positions
+}
+
+#[test]
+fn with_the_extract_rows_and_link_sources_follow_the_legacy_order() {
+    let tmp = Scratch(scratch("source-order"));
+    let options = PlanOptions {
+        batch_size: 50,
+        source_order: Some(legacy_files().to_path_buf()),
+    };
+    let apply_dir = tmp.0.join("03-apply");
+    build_plan(transformed(), &apply_dir, &options).unwrap();
+    let plan = apply_dir.join(PLAN_FILE);
+    let ordered = steps(&plan);
+    let positions = extract_positions(legacy_files());
+    let place = |id: &str| positions.get(id).copied().unwrap_or(usize::MAX);
+
+    // Updates: namespaces in dependency order; within one, rows by their place in the extract,
+    // rows it does not hold (new threads) after them by id.
+    let mut expected = Vec::new();
+    let mut moved = 0;
+    for ns in ENTITY_ORDER {
+        let mut ids: Vec<String> = std::fs::read_to_string(transformed().join(ns.file_name()))
+            .unwrap()
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<Value>(line).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let by_id = ids.clone();
+        ids.sort_by_key(|id| (place(id), id.clone()));
+        moved += ids.iter().zip(&by_id).filter(|(a, b)| a != b).count();
+        expected.extend(ids.into_iter().map(|id| (ns.as_str().to_string(), id)));
+    }
+    assert!(
+        moved > 100,
+        "the extract order must differ from id order here ({moved} moved)"
+    );
+    let updates: Vec<(String, String)> = ordered
+        .iter()
+        .filter(|s| s[0] == "update")
+        .map(|s| (s[1].as_str().unwrap().into(), s[2].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(updates, expected);
+
+    // Links: per source namespace (alphabetical), sources by their place in the extract.
+    let links: Vec<(String, String)> = ordered
+        .iter()
+        .filter(|s| s[0] == "link")
+        .map(|s| (s[1].as_str().unwrap().into(), s[2].as_str().unwrap().into()))
+        .collect();
+    let mut expected_links = links.clone();
+    expected_links.sort_by_key(|(ns, id)| (ns.clone(), place(id), id.clone()));
+    assert_eq!(links, expected_links);
+
+    // The same steps as the plan in id order, only reordered; and the same input gives the
+    // same bytes again.
+    let by_id = planned("source-order-by-id", 50);
+    let canonical = |steps: Vec<Value>| {
+        let mut texts: Vec<String> = steps.iter().map(Value::to_string).collect();
+        texts.sort();
+        texts
+    };
+    let id_ordered = steps(&by_id.plan);
+    assert_ne!(ordered, id_ordered);
+    assert_eq!(canonical(ordered), canonical(id_ordered));
+    let again = tmp.0.join("03-apply-again");
+    build_plan(transformed(), &again, &options).unwrap();
+    assert_eq!(
+        std::fs::read(&plan).unwrap(),
+        std::fs::read(again.join(PLAN_FILE)).unwrap()
+    );
 }

@@ -497,6 +497,16 @@ fn regression_preexisting_thread_context_key_failed_apply() {
     assert_eq!(verified["ok"], true, "{verified}");
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
 /// `bench/e2e.sh`: issue 6's end-to-end chain on the embedded engine, each stage a
 /// `threadmig` process as a user runs it: gen (E2E_PRESET, default `medium`, E2E_ORGS orgs,
 /// default the preset's, E2E_EVENTS context_events, default the preset's) into a workspace, then per org extract -> transform -> tx-plan ->
@@ -605,6 +615,12 @@ fn figures_end_to_end() {
             push_target_schema(&engine, &AppAuth::new(app_id, token));
         }
         add("schema push", started.elapsed());
+        if std::env::var_os("E2E_KEEP_BEFORE_APPLY").is_some() {
+            // A copy of the workspace as apply finds it, to profile apply on its own.
+            let copy = root.join(format!("ws-before-apply-{run_id}"));
+            copy_dir(Path::new(&workspace), &copy);
+            println!("before apply: {}", copy.display());
+        }
         let (applied, took) = timed(
             &[
                 &[
