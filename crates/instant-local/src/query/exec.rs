@@ -604,21 +604,25 @@ impl<'a> Reader<'a> {
 
     // ---- entity objects ----
 
-    fn load_entity(
-        &self,
-        etype: &str,
-        id: String,
-        created_at: i64,
-        fields: Option<&Vec<String>>,
-    ) -> Result<Entity, ApiError> {
-        let selected: Vec<(i64, String)> = self
-            .catalogue
+    /// The attributes of `etype` an entity object carries (all but `id`, or the `fields`
+    /// asked for), as `(attr_pk, label)`: worked out once per list of entities.
+    fn selected_attrs(&self, etype: &str, fields: Option<&Vec<String>>) -> Vec<(i64, String)> {
+        self.catalogue
             .entity_attrs(etype)
             .filter(|attr| attr.label() != "id")
             .filter(|attr| fields.is_none_or(|fields| fields.iter().any(|f| f == attr.label())))
             .map(|attr| (attr.attr_pk, attr.label().to_string()))
-            .collect();
-        let mut by_attr: HashMap<i64, (Value, Option<f64>)> = HashMap::new();
+            .collect()
+    }
+
+    fn load_entity(
+        &self,
+        selected: &[(i64, String)],
+        id: String,
+        created_at: i64,
+    ) -> Result<Entity, ApiError> {
+        // One slot per selected attribute; a later triple of the same attribute wins.
+        let mut found: Vec<Option<(Value, Option<f64>)>> = vec![None; selected.len()];
         if !selected.is_empty() {
             let mut statement = self
                 .conn
@@ -632,19 +636,20 @@ impl<'a> Reader<'a> {
                 .map_err(sql_error)?;
             while let Some(row) = rows.next().map_err(sql_error)? {
                 let attr_pk: i64 = row.get(0).map_err(sql_error)?;
-                if selected.iter().any(|(pk, _)| *pk == attr_pk) {
-                    let text: String = row.get(1).map_err(sql_error)?;
-                    by_attr.insert(attr_pk, (parse_json(&text), row.get(2).map_err(sql_error)?));
+                if let Some(slot) = selected.iter().position(|(pk, _)| *pk == attr_pk) {
+                    // Read in place: the values are the bulk of what a query returns.
+                    let text = row
+                        .get_ref(1)
+                        .and_then(|value| value.as_str().map_err(Into::into))
+                        .map_err(sql_error)?;
+                    found[slot] = Some((parse_json(text), row.get(2).map_err(sql_error)?));
                 }
             }
         }
         let attrs = selected
-            .into_iter()
-            .filter_map(|(attr_pk, label)| {
-                by_attr
-                    .remove(&attr_pk)
-                    .map(|(value, num)| (label, value, num))
-            })
+            .iter()
+            .zip(found)
+            .filter_map(|((_, label), value)| value.map(|(value, num)| (label.clone(), value, num)))
             .collect();
         Ok(Entity {
             id,
@@ -662,8 +667,9 @@ impl<'a> Reader<'a> {
         inference: bool,
     ) -> Result<Vec<Value>, ApiError> {
         let mut entities = Vec::with_capacity(rows.len());
+        let selected = self.selected_attrs(etype, plan.fields.as_ref());
         for (id, created_at) in rows {
-            let mut entity = self.load_entity(etype, id, created_at, plan.fields.as_ref())?;
+            let mut entity = self.load_entity(&selected, id, created_at)?;
             for child in &plan.children {
                 let value = self.run_child(child, &entity.id, inference)?;
                 entity.children.push((child.form.key.clone(), value));
