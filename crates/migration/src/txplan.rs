@@ -470,10 +470,8 @@ impl StretchReader {
     }
 
     fn read(&mut self, stretch: &Stretch) -> io::Result<&[u8]> {
-        use std::io::{Read, Seek, SeekFrom};
         self.buffer.resize(stretch.len as usize, 0);
-        self.file.seek(SeekFrom::Start(stretch.offset))?;
-        self.file.read_exact(&mut self.buffer)?;
+        crate::run::read_at(&self.file, &mut self.buffer, stretch.offset)?;
         Ok(&self.buffer)
     }
 }
