@@ -977,10 +977,7 @@ pub(crate) fn build_checked_plan(
     batch_size: usize,
     allow_destructive: bool,
 ) -> Result<txplan::PlanSummary, String> {
-    let options = PlanOptions {
-        batch_size,
-        source_order: Some(extract_dir.to_path_buf()).filter(|dir| dir.is_dir()),
-    };
+    let options = PlanOptions::in_run(batch_size, extract_dir.to_path_buf());
     let plan = txplan::build_plan(transform_dir, apply_dir, &options)
         .map_err(|error| error.to_string())?;
     txplan::check_plan(&apply_dir.join(txplan::PLAN_FILE), allow_destructive)

@@ -96,6 +96,17 @@ pub struct PlanOptions {
     pub source_order: Option<PathBuf>,
 }
 
+impl PlanOptions {
+    /// The options of a run's plan: its extract gives the order when the run has one (a run
+    /// transformed from a dataset file has none, and is planned in id order).
+    pub fn in_run(batch_size: usize, extract_dir: PathBuf) -> PlanOptions {
+        PlanOptions {
+            batch_size,
+            source_order: Some(extract_dir).filter(|dir| dir.is_dir()),
+        }
+    }
+}
+
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
@@ -391,8 +402,7 @@ struct SourceOrder {
 }
 
 impl SourceOrder {
-    /// Every `.ndjson` file of `dir` (by name), each row's `id` in order; rows without a UUID
-    /// id have no position (the transform rejects them).
+    /// Every `.ndjson` file of `dir` (by name), each row's `id` in order.
     fn read(dir: &Path) -> Result<SourceOrder, PlanError> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io_err(dir))?
@@ -406,23 +416,10 @@ impl SourceOrder {
         for path in &files {
             let mut reader =
                 open_ndjson(path).map_err(|error| PlanError::Usage(error.to_string()))?;
-            let mut line = 0u64;
-            while let Some((offset, text)) = reader.next_row().map_err(io_err(path))? {
-                line += 1;
-                let id = match leading_id(text) {
-                    Some(id) => Some(id),
-                    None => {
-                        let row: IdOnly =
-                            serde_json::from_slice(text).map_err(|error| PlanError::Invalid {
-                                path: path.clone(),
-                                line,
-                                message: format!("not an extracted row: {error} (byte {offset})"),
-                            })?;
-                        row.id
-                            .and_then(|raw| serde_json::from_str::<&str>(raw.get()).ok())
-                    }
-                };
-                if let Some(id) = id.and_then(|id| Uuid::parse_str(id).ok()) {
+            while let Some((_, text)) = reader.next_row().map_err(io_err(path))? {
+                // A row that is not JSON, or has no UUID id, has no place: the transform
+                // reports the first and rejects the second.
+                if let Ok(id) = row_id(text) {
                     positions.entry(id_bits(&id)).or_insert(next);
                     next = next.saturating_add(1);
                 }

@@ -203,7 +203,8 @@ pub fn extract_with(
     extract(api, auth, &config, &mut |_| {}).unwrap()
 }
 
-fn ids_of(path: &Path) -> Vec<String> {
+/// The `id` of every row of an NDJSON file, in file order.
+pub fn ids_of(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()

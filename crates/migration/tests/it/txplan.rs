@@ -13,6 +13,7 @@ use migration::TargetNamespace;
 use serde_json::Value;
 
 use crate::apply::{legacy_files, planned, scratch, transform, transformed, Scratch};
+use crate::extract::ids_of;
 
 fn batches(plan: &Path) -> Vec<Value> {
     std::fs::read_to_string(plan)
@@ -473,16 +474,7 @@ fn with_the_extract_rows_and_link_sources_follow_the_legacy_order() {
     let mut expected = Vec::new();
     let mut moved = 0;
     for ns in ENTITY_ORDER {
-        let mut ids: Vec<String> = std::fs::read_to_string(transformed().join(ns.file_name()))
-            .unwrap()
-            .lines()
-            .map(|line| {
-                serde_json::from_str::<Value>(line).unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let mut ids = ids_of(&transformed().join(ns.file_name()));
         let by_id = ids.clone();
         ids.sort_by_key(|id| (place(id), id.clone()));
         moved += ids.iter().zip(&by_id).filter(|(a, b)| a != b).count();

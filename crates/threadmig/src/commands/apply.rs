@@ -63,12 +63,7 @@ fn plan_run(
     let summary = build_plan(
         &run.section(Section::Transform),
         &run.section(Section::Apply),
-        &PlanOptions {
-            batch_size,
-            // A run's plan follows the order of its extract when it has one (a transform of a
-            // dataset file has none): see `PlanOptions::source_order`.
-            source_order: Some(run.section(Section::Extract)).filter(|dir| dir.is_dir()),
-        },
+        &PlanOptions::in_run(batch_size, run.section(Section::Extract)),
     )?;
     let elapsed = started.elapsed();
     run.record_stage(

@@ -12,7 +12,7 @@ use instant_local::engine::LocalEngine;
 use instant_schema::{BuiltinSchema, Cardinality, Link, LinkEnd};
 use serde_json::Value;
 
-use crate::{env_or, temp_dir, threadmig};
+use crate::{copy_dir, env_or, temp_dir, threadmig};
 
 /// One generated org in an embedded workspace, transformed into a run folder, its app
 /// carrying the target schema.
@@ -495,16 +495,6 @@ fn regression_preexisting_thread_context_key_failed_apply() {
     assert_eq!(applied["complete"], true, "{applied}");
     let verified = json_stage("verify", &[]);
     assert_eq!(verified["ok"], true, "{verified}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 /// `bench/e2e.sh`: issue 6's end-to-end chain on the embedded engine, each stage a

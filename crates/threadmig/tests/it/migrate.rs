@@ -18,7 +18,7 @@ use instant_local::engine::LocalEngine;
 use instant_local::store::{Store, DATABASE_FILE};
 use serde_json::Value;
 
-use crate::{env_or, temp_dir, workspace_root};
+use crate::{copy_dir, env_or, temp_dir, workspace_root};
 
 /// Set in the environment of every command: it must never come out anywhere.
 const FAKE_CLERK_SECRET: &str = "sk_test_threadmigFAKEclerkSECRETnotForUse0123456789";
@@ -353,19 +353,6 @@ impl Fleet {
             .iter()
             .filter_map(|app| store.app_admin_token(&app.id).unwrap())
             .collect()
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

@@ -14,7 +14,7 @@ use migration::evidence::sha256_file;
 use org_directory::{CredentialsOutcome, OrgDirectory};
 use serde_json::{json, Value};
 
-use crate::{temp_dir, threadmig, Run};
+use crate::{copy_dir, temp_dir, threadmig, Run};
 
 /// The generated fleet, the repository and the target schema, made once and copied per test.
 struct Template {
@@ -108,18 +108,6 @@ fn template() -> &'static Template {
             .collect();
         Template { dir, orgs }
     })
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// A fresh copy of the template for one test.
